@@ -1,0 +1,331 @@
+//! Counters: Naughty Dog's `WaitForCounter` as a future, living in the frame arena.
+//!
+//! A [`Counter`] is a `Copy` reference to a [`CounterInner`] in the arena of the thread that
+//! created it: an atomic value, a one-byte lock, and an intrusive list of the futures waiting for
+//! it to reach zero. Each waiting future carries its own list node, pinned inside it, so waiting
+//! allocates nothing and any number of jobs may wait at once.
+
+use core::future::{Future, IntoFuture};
+use core::marker::PhantomPinned;
+use core::pin::Pin;
+use core::ptr::{self, NonNull};
+use core::task::{Context, Poll, Waker};
+
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+
+/// A count of outstanding work in the current frame, awaited until it reaches zero.
+///
+/// Made by [`Frame::counter`](crate::Frame::counter), starting at 0.
+/// [`Frame::spawn_counted`](crate::Frame::spawn_counted) adds one before it queues the job and
+/// takes it away when the job finishes (or panics); [`add`](Counter::add) and
+/// [`done`](Counter::done) adjust it by hand. `counter.await` completes once the value is zero,
+/// at once if it already is, for any number of awaiters. A waiter woken because the value reached
+/// zero completes even if the value has gone up again by the time it runs.
+///
+/// The counter lives in the frame arena: it is `Copy`, costs no `Arc`, and cannot leave its frame.
+///
+/// ```
+/// # use frame_scheduler::Scheduler;
+/// # use std::sync::atomic::{AtomicU32, Ordering};
+/// let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+/// let done = AtomicU32::new(0);
+/// scheduler.run_frame(async |frame| {
+///     let jobs = frame.counter();
+///     for _ in 0..100 {
+///         frame.spawn_counted(jobs, async { done.fetch_add(1, Ordering::Relaxed); });
+///     }
+///     jobs.await;
+///     assert_eq!(done.load(Ordering::Relaxed), 100);
+/// });
+/// ```
+#[derive(Clone, Copy)]
+pub struct Counter<'frame> {
+    pub(crate) inner: &'frame CounterInner,
+}
+
+impl core::fmt::Debug for Counter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Counter").field("value", &self.value()).finish()
+    }
+}
+
+impl<'frame> Counter<'frame> {
+    /// The current value. Other threads may change it at any moment.
+    pub fn value(&self) -> usize {
+        self.inner.value.load(Ordering::Acquire)
+    }
+
+    /// Adds `n` units of outstanding work.
+    pub fn add(&self, n: usize) {
+        let prev = self.inner.value.fetch_add(n, Ordering::AcqRel);
+        assert!(prev.checked_add(n).is_some(), "Counter::add overflowed the counter");
+    }
+
+    /// Marks one unit of work done, waking every awaiter if the value reaches zero.
+    ///
+    /// # Panics
+    /// If the value is already zero: every `done()` must match an earlier `add(1)`.
+    pub fn done(&self) {
+        if let Err(msg) = self.inner.decrement() {
+            panic!("{msg}");
+        }
+    }
+}
+
+impl<'frame> IntoFuture for Counter<'frame> {
+    type Output = ();
+    type IntoFuture = CounterWait<'frame>;
+
+    fn into_future(self) -> CounterWait<'frame> {
+        CounterWait {
+            counter: self.inner,
+            node: UnsafeCell::new(Waiter {
+                prev: ptr::null_mut(),
+                next: ptr::null_mut(),
+                waker: None,
+                queued: false,
+                notified: false,
+            }),
+            registered: false,
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+pub(crate) const UNDERFLOW: &str = "Counter::done() called on a counter that is already 0: \
+     every done() must match an earlier add(1), and jobs spawned with spawn_counted call it \
+     themselves when they finish";
+
+/// The counter itself, in the frame arena.
+///
+/// # Invariants
+/// 1. `waiters` and every node on it are touched only while `locked` is held.
+/// 2. Every node on the list belongs to a live, pinned `CounterWait`; a `CounterWait` takes its
+///    node off the list (under the lock) before it is dropped.
+/// 3. Nothing here needs dropping: when the frame ends the list is empty (2) and the arena's
+///    memory is simply reused.
+pub(crate) struct CounterInner {
+    value: AtomicUsize,
+    locked: AtomicBool,
+    waiters: UnsafeCell<*mut Waiter>,
+}
+
+// SAFETY: `value` and `locked` are atomic; `waiters` is guarded by `locked` (invariant 1).
+unsafe impl Sync for CounterInner {}
+// SAFETY: as above; no thread-bound data.
+unsafe impl Send for CounterInner {}
+
+struct Waiter {
+    prev: *mut Waiter,
+    next: *mut Waiter,
+    waker: Option<Waker>,
+    queued: bool,
+    notified: bool,
+}
+
+/// How many wakers `notify_all` gathers before it unlocks to wake them.
+const WAKE_BATCH: usize = 16;
+
+impl CounterInner {
+    pub(crate) fn new() -> CounterInner {
+        CounterInner {
+            value: AtomicUsize::new(0),
+            locked: AtomicBool::new(false),
+            waiters: UnsafeCell::new(ptr::null_mut()),
+        }
+    }
+
+    /// Adds one for a job about to be queued.
+    pub(crate) fn increment(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one away; wakes the waiters when it reaches zero. `Err` if it was already zero.
+    pub(crate) fn decrement(&self) -> Result<(), &'static str> {
+        let mut v = self.value.load(Ordering::Relaxed);
+        loop {
+            if v == 0 {
+                return Err(UNDERFLOW);
+            }
+            match self.value.compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => v = actual,
+            }
+        }
+        if v == 1 {
+            self.notify_all();
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> CounterGuard<'_> {
+        let mut spins = 0;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            crate::job::header::backoff(&mut spins);
+        }
+        CounterGuard(self)
+    }
+
+    /// Wakes every waiter, in batches so that no waker runs under the lock.
+    fn notify_all(&self) {
+        loop {
+            let mut wakers: [Option<Waker>; WAKE_BATCH] = Default::default();
+            let mut n = 0;
+            let more;
+            {
+                let _guard = self.lock();
+                // SAFETY: we hold the lock (invariant 1); nodes are live (invariant 2).
+                unsafe {
+                    self.waiters.with_mut(|head| {
+                        while n < WAKE_BATCH && !(*head).is_null() {
+                            let node = &mut **head;
+                            *head = node.next;
+                            if !(*head).is_null() {
+                                (**head).prev = ptr::null_mut();
+                            }
+                            node.queued = false;
+                            node.notified = true;
+                            wakers[n] = node.waker.take();
+                            n += 1;
+                        }
+                    });
+                    more = self.waiters.with(|head| !(*head).is_null());
+                }
+            }
+            for waker in wakers.iter_mut().take(n) {
+                if let Some(w) = waker.take() {
+                    w.wake();
+                }
+            }
+            if !more {
+                return;
+            }
+        }
+    }
+}
+
+struct CounterGuard<'a>(&'a CounterInner);
+
+impl Drop for CounterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Ordering::Release);
+    }
+}
+
+/// The future of `counter.await`: completes once the counter is zero.
+///
+/// Dropping it before it completes just stops waiting.
+pub struct CounterWait<'frame> {
+    counter: &'frame CounterInner,
+    node: UnsafeCell<Waiter>,
+    /// Whether the node was ever put on the list. Only the owner of the future touches this,
+    /// so it can be read without the lock: a node never registered is known to nobody else.
+    registered: bool,
+    _pin: PhantomPinned,
+}
+
+// SAFETY: the node is only touched under the counter's lock (invariant 1), or by the owner of
+// the future when it is not on the list.
+unsafe impl Send for CounterWait<'_> {}
+// SAFETY: `&CounterWait` gives no access to the node.
+unsafe impl Sync for CounterWait<'_> {}
+
+impl core::fmt::Debug for CounterWait<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CounterWait")
+            .field("value", &self.counter.value.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for CounterWait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: we never move out of `self`; the node stays where it is pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let counter = this.counter;
+        let node: *mut Waiter = this.node.with_mut(|n| n);
+        // Fast path: zero and never registered needs no lock.
+        if !this.registered && counter.value.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        let _guard = counter.lock();
+        // SAFETY: under the lock (invariant 1); the node is pinned in `self` (invariant 2).
+        unsafe {
+            let n = &mut *node;
+            if n.notified || counter.value.load(Ordering::Acquire) == 0 {
+                if n.queued {
+                    counter.unlink(node);
+                }
+                n.waker = None;
+                return Poll::Ready(());
+            }
+            match &n.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => n.waker = Some(cx.waker().clone()),
+            }
+            if !n.queued {
+                counter.waiters.with_mut(|head| {
+                    n.next = *head;
+                    n.prev = ptr::null_mut();
+                    if !(*head).is_null() {
+                        (**head).prev = node;
+                    }
+                    *head = node;
+                });
+                n.queued = true;
+                this.registered = true;
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl CounterInner {
+    /// # Safety
+    /// 1. The lock is held and `node` is on the list.
+    unsafe fn unlink(&self, node: *mut Waiter) {
+        // SAFETY: (1); neighbours are live list nodes (invariant 2).
+        unsafe {
+            let n = &mut *node;
+            if n.prev.is_null() {
+                self.waiters.with_mut(|head| *head = n.next);
+            } else {
+                (*n.prev).next = n.next;
+            }
+            if !n.next.is_null() {
+                (*n.next).prev = n.prev;
+            }
+            n.queued = false;
+            n.prev = ptr::null_mut();
+            n.next = ptr::null_mut();
+        }
+    }
+}
+
+impl Drop for CounterWait<'_> {
+    fn drop(&mut self) {
+        if !self.registered {
+            return;
+        }
+        let node: *mut Waiter = self.node.with_mut(|n| n);
+        let _guard = self.counter.lock();
+        // SAFETY: under the lock; re-check, a notifier may have taken us off meanwhile.
+        unsafe {
+            if (*node).queued {
+                self.counter.unlink(node);
+            }
+        }
+    }
+}
+
+/// A pointer to a counter, as stored in a job header.
+pub(crate) fn counter_ptr(c: Counter<'_>) -> NonNull<CounterInner> {
+    NonNull::from(c.inner)
+}

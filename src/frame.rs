@@ -1,0 +1,315 @@
+//! The frame: what the root future is handed, and how jobs are spawned into it.
+//!
+//! [`Frame`] is to a frame what `std::thread::Scope` is to a scope: `run_frame` does not return
+//! until every job spawned through it has finished, so jobs may borrow anything that outlives the
+//! `run_frame` call. A spawned job is written into the bump arena of the worker thread that
+//! spawns it, and its [`JobHandle`] is a pointer to it.
+
+use core::future::Future;
+use core::marker::PhantomData;
+use core::mem::MaybeUninit;
+use core::pin::Pin;
+use core::ptr::{self, NonNull};
+use core::task::{Context, Poll};
+
+use crate::counter::{Counter, CounterInner, counter_ptr};
+use crate::job::state::{COMPLETE, DETACHED, PANICKED, SCHEDULED, TAKEN};
+use crate::job::{Header, Job, JobKind, JobRef};
+use crate::sync::{Ordering, lock};
+use crate::worker::{self, Counts, Shared};
+
+/// A running frame, handed by reference to the root future of
+/// [`Scheduler::run_frame`](crate::Scheduler::run_frame).
+///
+/// `'frame` is the frame itself: jobs, handles and counters carry it and cannot leave the frame.
+/// `'env` is everything the frame may borrow from outside, as with `std::thread::scope`.
+///
+/// `Frame` is `Sync`: a scoped thread started inside a job may spawn through it too (on a slower
+/// path than a worker thread).
+pub struct Frame<'frame, 'env: 'frame> {
+    pub(crate) shared: &'frame Shared,
+    pub(crate) index: u64,
+    scope: PhantomData<&'frame mut &'frame ()>,
+    env: PhantomData<&'env mut &'env ()>,
+}
+
+impl core::fmt::Debug for Frame<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Frame").field("index", &self.index).finish_non_exhaustive()
+    }
+}
+
+impl<'frame, 'env> Frame<'frame, 'env> {
+    pub(crate) fn new(shared: &'frame Shared, index: u64) -> Self {
+        Frame { shared, index, scope: PhantomData, env: PhantomData }
+    }
+
+    /// The frame's number: 0 for the first frame a scheduler runs, then 1, 2, …
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// How many threads run this frame's jobs, the driving thread included.
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    /// Spawns a job onto any worker and returns a handle to await its output.
+    ///
+    /// The job is written into the arena of the calling worker and queued there; idle workers
+    /// steal it. Dropping the handle detaches the job: it still runs to completion within the
+    /// frame and its output is dropped.
+    ///
+    /// ```
+    /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+    /// let data = vec![1, 2, 3, 4];
+    /// let sum = scheduler.run_frame(async |frame| {
+    ///     let (a, b) = data.split_at(2);
+    ///     let left = frame.spawn(async move { a.iter().sum::<i32>() });
+    ///     let right = frame.spawn(async move { b.iter().sum::<i32>() });
+    ///     left.await + right.await
+    /// });
+    /// assert_eq!(sum, 10);
+    /// ```
+    pub fn spawn<F>(&'frame self, future: F) -> JobHandle<'frame, F::Output>
+    where
+        F: Future + Send + 'frame,
+        F::Output: Send,
+    {
+        let job = self.spawn_raw(future, JobKind::Any, None, SCHEDULED);
+        JobHandle::new(job)
+    }
+
+    /// Spawns a job that runs only on the driving thread (the thread inside `run_frame`), so its
+    /// future and output need not be `Send`: it may hold an `Rc`.
+    ///
+    /// # Panics
+    /// Unless called from the root future or from another `spawn_local` job: those are the only
+    /// code certain to run on the driving thread.
+    ///
+    /// ```
+    /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+    /// use std::rc::Rc;
+    /// let n = scheduler.run_frame(async |frame| {
+    ///     let shared = Rc::new(20);
+    ///     let job = frame.spawn_local({ let shared = Rc::clone(&shared); async move { *shared + 1 } });
+    ///     job.await + *shared
+    /// });
+    /// assert_eq!(n, 41);
+    /// ```
+    pub fn spawn_local<F>(&'frame self, future: F) -> JobHandle<'frame, F::Output>
+    where
+        F: Future + 'frame,
+    {
+        let cur = worker::current();
+        if !ptr::eq(cur.shared, self.shared) || cur.index != 0 || !cur.local_ok {
+            panic!(
+                "Frame::spawn_local called from a job that may run on any thread: local jobs \
+                 run on the driving thread, so spawn them from the root future passed to \
+                 run_frame or from another spawn_local job (use Frame::spawn for Send futures)"
+            );
+        }
+        let job = self.spawn_raw(future, JobKind::Local, None, SCHEDULED);
+        JobHandle::new(job)
+    }
+
+    /// Makes a new counter at 0 in this frame's arena.
+    pub fn counter(&'frame self) -> Counter<'frame> {
+        let inner = self.alloc(CounterInner::new());
+        // SAFETY: arena memory lives until frame end, which `'frame` cannot outlive.
+        Counter { inner: unsafe { inner.as_ref() } }
+    }
+
+    /// Spawns a job that adds 1 to `counter` before it is queued and takes 1 away when it
+    /// finishes (or panics). There is no handle: await the counter.
+    pub fn spawn_counted<F>(&'frame self, counter: Counter<'frame>, future: F)
+    where
+        F: Future<Output = ()> + Send + 'frame,
+    {
+        counter.inner.increment();
+        self.spawn_raw(future, JobKind::Any, Some(counter), SCHEDULED | DETACHED);
+    }
+
+    /// Writes a value into the arena of the calling thread (its worker's, or the foreign arena).
+    fn alloc<T>(&self, value: T) -> NonNull<T> {
+        let shared = self.shared;
+        let cur = worker::current();
+        if ptr::eq(cur.shared, shared) {
+            // SAFETY: we are worker `cur.index` (Shared invariant 1).
+            shared.workers[cur.index]
+                .local
+                .with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(value) }))
+        } else {
+            NonNull::from(lock(&shared.foreign).arena.alloc(value))
+        }
+    }
+
+    fn spawn_raw<F: Future + 'frame>(
+        &'frame self,
+        future: F,
+        kind: JobKind,
+        counter: Option<Counter<'frame>>,
+        initial: usize,
+    ) -> JobRef {
+        let shared = self.shared;
+        let header = Header::new(
+            &Job::<F>::VTABLE,
+            kind,
+            counter.map(counter_ptr),
+            shared,
+            initial,
+        );
+        let job = Job::new(header, future);
+        let cur = worker::current();
+        if ptr::eq(cur.shared, shared) {
+            let w = &shared.workers[cur.index];
+            // SAFETY: we are worker `cur.index` (Shared invariant 1).
+            let job = w.local.with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(job) }));
+            let job = JobRef(job.cast());
+            // Counted before it is visible anywhere (see worker.rs on frame completion).
+            Counts::bump(&w.counts.spawned);
+            match kind {
+                JobKind::Local => {
+                    Counts::bump(&w.counts.local);
+                    shared.push_local(job)
+                }
+                _ => shared.push(cur.index, job),
+            }
+            job
+        } else {
+            let job = NonNull::from(lock(&shared.foreign).arena.alloc(job));
+            let job = JobRef(job.cast());
+            shared.foreign_spawned.fetch_add(1, Ordering::AcqRel);
+            shared.inject(job);
+            job
+        }
+    }
+}
+
+/// A handle to a job's output: a future that yields it.
+///
+/// Dropping the handle detaches the job: it still runs to completion within the frame and its
+/// output is dropped when it finishes. A forgotten handle's output is dropped at frame end.
+///
+/// # Panics
+/// Awaiting the handle of a job that panicked panics the awaiter; the job's original panic
+/// payload comes out of `run_frame` once the frame has finished.
+pub struct JobHandle<'frame, T> {
+    job: NonNull<Header>,
+    finished: bool,
+    _marker: PhantomData<(&'frame (), fn() -> T)>,
+}
+
+// SAFETY: the handle moves the output (a `T`) to whichever thread awaits it, so it may move
+// between threads exactly when `T: Send`. The header it points at is `Sync`.
+unsafe impl<T: Send> Send for JobHandle<'_, T> {}
+// SAFETY: `&JobHandle` gives access to nothing but atomics (`is_finished`).
+unsafe impl<T> Sync for JobHandle<'_, T> {}
+
+impl<T> Unpin for JobHandle<'_, T> {}
+
+impl<T> core::fmt::Debug for JobHandle<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("JobHandle").field("finished", &self.is_finished()).finish()
+    }
+}
+
+impl<'frame, T> JobHandle<'frame, T> {
+    fn new(job: JobRef) -> Self {
+        JobHandle { job: job.0, finished: false, _marker: PhantomData }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the handle cannot outlive `'frame`, and the job lives until the frame ends.
+        unsafe { self.job.as_ref() }
+    }
+
+    /// Whether the job has finished (or panicked). Never blocks.
+    pub fn is_finished(&self) -> bool {
+        self.header().state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+}
+
+impl<T> Future for JobHandle<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        assert!(!self.finished, "JobHandle polled again after it returned the job's output");
+        let h = self.header();
+        let Some(state) = h.register_awaiter(cx.waker()) else {
+            return Poll::Pending;
+        };
+        if state & PANICKED != 0 {
+            self.finished = true;
+            panic!(
+                "the job awaited through this JobHandle panicked; run_frame resumes the job's \
+                 own panic once the frame has finished"
+            );
+        }
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: the job is complete without panic, the output was never taken (only the
+        // handle takes it, once, and DETACHED is not set while the handle lives), and `out`
+        // is a valid `T` slot.
+        unsafe { (h.vtable.take_output)(self.job, out.as_mut_ptr().cast()) };
+        h.state.fetch_or(TAKEN, Ordering::Release);
+        self.finished = true;
+        // SAFETY: `take_output` wrote it.
+        Poll::Ready(unsafe { out.assume_init() })
+    }
+}
+
+impl<T> Drop for JobHandle<'_, T> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let h = self.header();
+        let before = h.detach();
+        if before & COMPLETE != 0 && before & (PANICKED | TAKEN) == 0 {
+            // Complete before we detached: the completer left the output to us.
+            struct Unlock<'a>(&'a Header);
+            impl Drop for Unlock<'_> {
+                fn drop(&mut self) {
+                    self.0.unlock_detached(TAKEN);
+                }
+            }
+            let _unlock = Unlock(h);
+            // SAFETY: complete, not taken, and we hold LOCKED: ours to drop.
+            unsafe { (h.vtable.drop_output)(self.job) };
+            return;
+        }
+        h.unlock_detached(0);
+    }
+}
+
+/// Lets other jobs run before this one continues: wakes itself and returns `Pending` once.
+///
+/// ```
+/// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+/// scheduler.run_frame(async |frame| {
+///     let job = frame.spawn(async { 7 });
+///     frame_scheduler::yield_now().await; // with one worker, the job runs here
+///     assert!(job.is_finished());
+///     assert_eq!(job.await, 7);
+/// });
+/// ```
+pub async fn yield_now() {
+    YieldNow { yielded: false }.await
+}
+
+struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

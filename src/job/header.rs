@@ -1,0 +1,320 @@
+//! The job header: the part of every job that is the same whatever its future.
+//!
+//! # Who touches which field, and when
+//!
+//! | field       | written by                                   | read by                                  |
+//! |-------------|----------------------------------------------|------------------------------------------|
+//! | `state`     | anyone holding a waker, the polling worker, the handle (atomic) | same                  |
+//! | `vtable`, `kind`, `counter`, `shared` | the spawning thread, before the job is published | anyone, after |
+//! | `next`      | whoever holds the lock of the list the job is on (injector, local queue), or, once `COMPLETE`, the completing worker (outputs list) and the driver at frame end | same |
+//! | `awaiter`   | whoever holds the `LOCKED` bit of `state`    | same                                     |
+//! | `wake_cell` | the thread that first clones the job's waker (CAS from null) | waker clones; the driver at frame end |
+//!
+//! Everything in a header lives in a frame arena and is only valid until that frame ends; the
+//! frame cannot end before the job is `COMPLETE` and every worker that touched it has said so
+//! through its `completed` counter (see `worker.rs`).
+
+use core::ptr::{self, NonNull};
+use core::task::Waker;
+
+use super::state::*;
+use super::JobVTable;
+use crate::counter::CounterInner;
+use crate::worker::Shared;
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell, spin_loop};
+use crate::waker::WakeCell;
+
+/// Where a job may run, which decides where a wake puts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// Any worker: woken jobs go to the waking worker's queue, or to the injector.
+    Any,
+    /// Only the driving thread (`spawn_local`): woken jobs go to the local queue.
+    Local,
+    /// The frame's root future, polled by the driving thread itself.
+    Root,
+}
+
+/// The fields every job shares. `#[repr(C)]` and first in `Job<F>`, so a `*Header` is a `*Job<F>`.
+///
+/// # Invariants
+/// 1. A header is only reachable (through a `JobRef`, a waker or a handle) while its frame runs;
+///    wakers that outlive the frame reach it only through a `WakeCell`, which is orphaned before
+///    the arena is reset.
+/// 2. `vtable`, `kind`, `counter` and `shared` never change after the job is published.
+/// 3. `next` and `awaiter` are accessed only under the protocols in the table above.
+/// 4. A job is in at most one queue at a time: only the thread that set `SCHEDULED` enqueues it.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) state: AtomicUsize,
+    pub(crate) vtable: &'static JobVTable,
+    pub(crate) kind: JobKind,
+    pub(crate) next: UnsafeCell<*const Header>,
+    pub(crate) awaiter: UnsafeCell<Option<Waker>>,
+    pub(crate) counter: Option<NonNull<CounterInner>>,
+    pub(crate) wake_cell: AtomicPtr<WakeCell>,
+    pub(crate) shared: *const Shared,
+}
+
+// SAFETY: every field is either atomic, immutable after publication (invariant 2), or guarded by
+// the protocols of invariant 3; the raw pointers point at data that outlives every access
+// (invariant 1).
+unsafe impl Sync for Header {}
+// SAFETY: as for `Sync`: a header carries no thread-bound data of its own.
+unsafe impl Send for Header {}
+
+impl core::fmt::Debug for Header {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Header")
+            .field("state", &format_args!("{:#b}", self.state.load(Ordering::Relaxed)))
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Header {
+    pub(crate) fn new(
+        vtable: &'static JobVTable,
+        kind: JobKind,
+        counter: Option<NonNull<CounterInner>>,
+        shared: *const Shared,
+        initial: usize,
+    ) -> Header {
+        Header {
+            state: AtomicUsize::new(initial),
+            vtable,
+            kind,
+            next: UnsafeCell::new(ptr::null()),
+            awaiter: UnsafeCell::new(None),
+            counter,
+            wake_cell: AtomicPtr::new(ptr::null_mut()),
+            shared,
+        }
+    }
+
+    /// Marks the job scheduled. Returns `true` when the caller must enqueue it (it was idle);
+    /// `false` when it is complete, already queued, or running (the poller re-queues it).
+    pub(crate) fn transition_to_scheduled(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & (COMPLETE | SCHEDULED) != 0 {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s | SCHEDULED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return s & RUNNING == 0,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Takes the job out of the queue into the running state. Returns `false` if it is already
+    /// complete (it cannot be: a complete job is never queued) — kept as a check.
+    pub(crate) fn transition_to_running(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert!(s & RUNNING == 0, "a queued job is being polled twice");
+            if s & COMPLETE != 0 {
+                return false;
+            }
+            let next = (s & !SCHEDULED) | RUNNING;
+            match self.state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Ends a poll that returned `Pending`.
+    pub(crate) fn transition_to_idle(&self) -> AfterPoll {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert!(s & RUNNING != 0);
+            match self.state.compare_exchange_weak(
+                s,
+                s & !RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // SCHEDULED stays set: the job goes back into a queue, exactly once.
+                Ok(_) if s & SCHEDULED != 0 => return AfterPoll::Requeue,
+                Ok(_) => return AfterPoll::Idle,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Ends the last poll: the output is stored (or the future panicked). Returns the state
+    /// before the transition, so the caller knows whether the handle is gone or waits.
+    pub(crate) fn transition_to_complete(&self, panicked: bool) -> usize {
+        let add = if panicked { COMPLETE | PANICKED } else { COMPLETE };
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let next = (s & !(RUNNING | SCHEDULED)) | add;
+            match self.state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return s,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Sets `LOCKED` (spinning while someone else holds it) unless `stop` says to give up.
+    /// Returns the state seen when the lock was taken, or `Err(state)` if `stop` fired first.
+    fn lock_awaiter(&self, stop: impl Fn(usize) -> bool, extra: usize) -> Result<usize, usize> {
+        let mut spins = 0u32;
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if stop(s) {
+                return Err(s);
+            }
+            if s & LOCKED != 0 {
+                backoff(&mut spins);
+                s = self.state.load(Ordering::Acquire);
+                continue;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s | LOCKED | extra,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(s),
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Registers `waker` to be woken when the job completes. Returns the state if the job is
+    /// already complete (nothing registered), or `None` once the waker is in place.
+    pub(crate) fn register_awaiter(&self, waker: &Waker) -> Option<usize> {
+        if let Err(s) = self.lock_awaiter(|s| s & COMPLETE != 0, 0) {
+            return Some(s);
+        }
+        // SAFETY: we hold LOCKED (invariant 3), so nobody else touches the slot.
+        self.awaiter.with_mut(|slot| unsafe {
+            match &mut *slot {
+                Some(old) if old.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            }
+        });
+        let prev = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            Some((s & !LOCKED) | AWAITER)
+        });
+        let prev = prev.unwrap_or_else(|s| s);
+        // If the job completed while we held the lock, the completer is spinning for the lock
+        // and will wake our waker; report completion now so the awaiter need not wait for it.
+        (prev & COMPLETE != 0).then_some(prev)
+    }
+
+    /// Called by the completing worker after `transition_to_complete` when the previous state
+    /// had `AWAITER` or `LOCKED`: takes the awaiter's waker out, to be woken by the caller.
+    pub(crate) fn take_awaiter(&self) -> Option<Waker> {
+        let _ = self.lock_awaiter(|_| false, 0);
+        // SAFETY: we hold LOCKED (invariant 3).
+        let waker = self.awaiter.with_mut(|slot| unsafe { (*slot).take() });
+        self.state.fetch_and(!(LOCKED | AWAITER), Ordering::Release);
+        waker
+    }
+
+    /// Detaches the handle. Returns the state before, with `LOCKED` taken: the caller must
+    /// call `unlock_detached` after dropping the output (if it was complete and untaken).
+    pub(crate) fn detach(&self) -> usize {
+        let s = self.lock_awaiter(|_| false, DETACHED).unwrap_or_else(|s| s);
+        // SAFETY: we hold LOCKED (invariant 3); the handle owns the waker it registered.
+        let waker = self.awaiter.with_mut(|slot| unsafe { (*slot).take() });
+        drop(waker);
+        s
+    }
+
+    /// Releases the lock taken by `detach`, adding `extra` bits (e.g. `TAKEN`).
+    pub(crate) fn unlock_detached(&self, extra: usize) {
+        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+            Some((s & !(LOCKED | AWAITER)) | extra)
+        });
+    }
+}
+
+/// Spins politely: a few busy iterations, then gives the time slice away.
+#[inline]
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        spin_loop();
+    } else {
+        crate::sync::yield_thread();
+    }
+    *spins = spins.saturating_add(1);
+}
+
+/// A pointer to a live job header, as it travels through queues.
+///
+/// # Invariants
+/// Points at a header of the current frame (header invariant 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct JobRef(pub(crate) NonNull<Header>);
+
+// SAFETY: headers are `Sync` and the pointee outlives the reference (invariant).
+unsafe impl Send for JobRef {}
+
+impl JobRef {
+    /// # Safety
+    /// 1. The header must still be live (its frame has not ended).
+    #[inline]
+    pub(crate) unsafe fn header<'a>(self) -> &'a Header {
+        // SAFETY: caller guarantees liveness (1); headers are only shared, never `&mut`.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// An intrusive FIFO of jobs linked through `Header::next`. Pushing never allocates.
+///
+/// # Invariants
+/// 1. Every job on the list is live and on no other list.
+/// 2. The list is only touched by one thread at a time (under a lock, or by its owner).
+#[derive(Debug)]
+pub(crate) struct JobList {
+    head: *const Header,
+    tail: *const Header,
+    len: usize,
+}
+
+// SAFETY: a `JobList` is only moved between threads under a lock (invariant 2).
+unsafe impl Send for JobList {}
+
+impl JobList {
+    pub(crate) const fn new() -> JobList {
+        JobList { head: ptr::null(), tail: ptr::null(), len: 0 }
+    }
+
+    /// # Safety
+    /// 1. `job` is live and on no other list, and stays so until popped.
+    pub(crate) unsafe fn push_back(&mut self, job: JobRef) {
+        // SAFETY: (1) the job is ours to link; list invariant 2 makes us the only writer.
+        unsafe {
+            let h = job.header();
+            h.next.with_mut(|n| *n = ptr::null());
+            if self.tail.is_null() {
+                self.head = h;
+            } else {
+                (*self.tail).next.with_mut(|n| *n = h);
+            }
+        }
+        self.tail = job.0.as_ptr();
+        self.len += 1;
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<JobRef> {
+        let head = NonNull::new(self.head as *mut Header)?;
+        // SAFETY: list invariant 1: the head is live and linked only here.
+        let next = unsafe { head.as_ref().next.with(|n| *n) };
+        self.head = next;
+        if next.is_null() {
+            self.tail = ptr::null();
+        }
+        self.len -= 1;
+        Some(JobRef(head))
+    }
+}

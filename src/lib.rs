@@ -1,0 +1,58 @@
+//! A frame job system: stackless jobs in per-worker frame arenas, woken by custom wakers and
+//! synchronised by awaitable counters.
+//!
+//! A game frame launches thousands of tiny jobs that must all finish within the frame. Here a
+//! job is a future written into the bump arena of the worker thread that spawns it, behind a
+//! small header; it is woken by our own `RawWaker` vtable and freed, with everything else the
+//! frame allocated, when the frame ends and every arena is reset at once. Steady-state frames
+//! make no heap allocation at all.
+//!
+//! ```
+//! use frame_scheduler::Scheduler;
+//!
+//! let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+//! let mut skeletons = vec![0u32; 1000];
+//! let mut physics = 0u64;
+//! for _ in 0..3 {
+//!     scheduler.run_frame(async |frame| {
+//!         let physics = frame.spawn(async { physics += 1 });
+//!         let anims = frame.counter();
+//!         for chunk in skeletons.chunks_mut(64) {
+//!             frame.spawn_counted(anims, async move { chunk.iter_mut().for_each(|b| *b += 1) });
+//!         }
+//!         physics.await;
+//!         anims.await;
+//!     });
+//! }
+//! assert_eq!(physics, 3);
+//! assert!(skeletons.iter().all(|&b| b == 3));
+//! ```
+//!
+//! # What it does not do
+//! - No fibers: a job waits by awaiting (handles, counters, any `Future`), not by switching stacks.
+//! - No work outside frames: every job belongs to the frame it was spawned in, and `run_frame`
+//!   returns only once all of them are done.
+//! - No async I/O reactor: jobs may await any future, but nothing here drives sockets or timers.
+//! - No preemption: a job that never yields holds its worker until it finishes.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks
+)]
+
+mod counter;
+mod frame;
+mod job;
+mod scheduler;
+mod sleep;
+mod stats;
+mod sync;
+mod waker;
+mod worker;
+
+pub use counter::{Counter, CounterWait};
+pub use frame::{Frame, JobHandle, yield_now};
+pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
+pub use stats::FrameStats;

@@ -1,0 +1,443 @@
+//! The scheduler: its configuration, its threads, and `run_frame`, the driving loop.
+
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::num::NonZeroUsize;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::frame::Frame;
+use crate::job::JobRef;
+use crate::job::state::{COMPLETE, SCHEDULED};
+use crate::stats::FrameStats;
+use crate::sync::{Ordering, lock};
+use crate::waker;
+use crate::worker::{self, Shared};
+
+/// Owns the worker threads and their arenas, and runs frames.
+///
+/// ```
+/// use frame_scheduler::Scheduler;
+///
+/// let mut scheduler = Scheduler::builder().workers(2).build()?;
+/// let mut positions = vec![0.0f32; 1024];
+/// for _ in 0..3 {
+///     scheduler.run_frame(async |frame| {
+///         let moves = frame.counter();
+///         for chunk in positions.chunks_mut(256) {
+///             frame.spawn_counted(moves, async move {
+///                 chunk.iter_mut().for_each(|p| *p += 1.0);
+///             });
+///         }
+///         moves.await;
+///     });
+/// }
+/// assert!(positions.iter().all(|&p| p == 3.0));
+/// # Ok::<(), frame_scheduler::BuildError>(())
+/// ```
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    next_index: u64,
+    stats: FrameStats,
+}
+
+impl fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("workers", &self.workers())
+            .field("frames_run", &self.next_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler::new()
+    }
+}
+
+/// Configures a [`Scheduler`]. Made by [`Scheduler::builder`].
+#[derive(Debug, Clone)]
+pub struct SchedulerBuilder {
+    workers: Option<usize>,
+    arena_capacity: usize,
+    queue_capacity: usize,
+    pin_threads: bool,
+}
+
+/// Why a [`SchedulerBuilder`] could not build: the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    message: String,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl BuildError {
+    fn new(message: String) -> BuildError {
+        BuildError { message }
+    }
+}
+
+/// The most workers a scheduler accepts.
+pub const MAX_WORKERS: usize = 1024;
+const MIN_ARENA: usize = 1024;
+const MIN_QUEUE: usize = 16;
+
+impl SchedulerBuilder {
+    /// Threads that run jobs, the thread calling `run_frame` included: `workers(1)` runs
+    /// everything on the caller, `workers(2)` starts one background thread. Default: one per
+    /// available core. Must be 1 to [`MAX_WORKERS`].
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Bytes each worker's arena reserves up front (it grows if a frame needs more, then keeps
+    /// the larger size). Default 256 KiB; at least 1 KiB.
+    pub fn arena_capacity(mut self, bytes: usize) -> Self {
+        self.arena_capacity = bytes;
+        self
+    }
+
+    /// Slots in each worker's job queue (allocated once). Jobs beyond it go to a shared
+    /// overflow list, which is slower but never allocates. Default 8192; at least 16.
+    pub fn queue_capacity(mut self, jobs: usize) -> Self {
+        self.queue_capacity = jobs;
+        self
+    }
+
+    /// Pins background worker `i` to core `i` (the driving thread is left alone). Needs one
+    /// core per worker. Default off.
+    pub fn pin_threads(mut self, pin: bool) -> Self {
+        self.pin_threads = pin;
+        self
+    }
+
+    /// Starts the worker threads.
+    ///
+    /// ```
+    /// let err = frame_scheduler::Scheduler::builder().workers(0).build().unwrap_err();
+    /// assert!(err.to_string().contains("workers must be at least 1"));
+    /// ```
+    pub fn build(self) -> Result<Scheduler, BuildError> {
+        let workers = match self.workers {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
+        if workers == 0 {
+            return Err(BuildError::new(
+                "workers must be at least 1; got 0 (workers(1) runs every job on the thread \
+                 that calls run_frame)"
+                    .into(),
+            ));
+        }
+        if workers > MAX_WORKERS {
+            return Err(BuildError::new(format!(
+                "workers must be at most {MAX_WORKERS}; got {workers}"
+            )));
+        }
+        if self.arena_capacity < MIN_ARENA || self.arena_capacity > isize::MAX as usize / 4 {
+            return Err(BuildError::new(format!(
+                "arena_capacity must be between {MIN_ARENA} bytes and isize::MAX / 4; got {}",
+                self.arena_capacity
+            )));
+        }
+        if self.queue_capacity < MIN_QUEUE || self.queue_capacity > 1 << 24 {
+            return Err(BuildError::new(format!(
+                "queue_capacity must be between {MIN_QUEUE} and {} jobs; got {}",
+                1 << 24,
+                self.queue_capacity
+            )));
+        }
+        let cores = if self.pin_threads {
+            let cores = core_affinity::get_core_ids().unwrap_or_default();
+            if cores.len() < workers {
+                return Err(BuildError::new(format!(
+                    "pin_threads(true) needs one core per worker, but this machine offers {} \
+                     cores to this process and workers({workers}) asks for more: lower \
+                     workers or leave pinning off",
+                    cores.len()
+                )));
+            }
+            cores
+        } else {
+            Vec::new()
+        };
+
+        let shared = Arc::new_cyclic(|this| {
+            Shared::new(workers, self.arena_capacity, self.queue_capacity, this.as_ptr())
+        });
+        let mut scheduler =
+            Scheduler { shared, threads: Vec::new(), next_index: 0, stats: FrameStats::default() };
+        for index in 1..workers {
+            let shared = Arc::clone(&scheduler.shared);
+            let core = cores.get(index).copied();
+            let spawned = std::thread::Builder::new()
+                .name(format!("frame-worker-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    worker::main_loop(&shared, index);
+                });
+            match spawned {
+                Ok(handle) => scheduler.threads.push(handle),
+                // Dropping `scheduler` stops and joins the threads started so far.
+                Err(e) => {
+                    return Err(BuildError::new(format!(
+                        "could not start worker thread {index} of {workers}: {e}; ask for \
+                         fewer workers"
+                    )));
+                }
+            }
+        }
+        Ok(scheduler)
+    }
+}
+
+impl Scheduler {
+    /// A scheduler with one worker per available core, the calling thread included.
+    ///
+    /// # Panics
+    /// If the operating system refuses to start the threads; use [`Scheduler::builder`] to
+    /// handle that as an error.
+    pub fn new() -> Scheduler {
+        Scheduler::builder().build().unwrap_or_else(|e| panic!("Scheduler::new failed: {e}"))
+    }
+
+    /// Starts configuring a scheduler.
+    pub fn builder() -> SchedulerBuilder {
+        SchedulerBuilder {
+            workers: None,
+            arena_capacity: 256 * 1024,
+            queue_capacity: 8192,
+            pin_threads: false,
+        }
+    }
+
+    /// Threads that run jobs, the thread calling `run_frame` included.
+    pub fn workers(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    /// Figures for the last frame run (all zero before the first).
+    pub fn last_frame_stats(&self) -> &FrameStats {
+        &self.stats
+    }
+
+    /// Runs one frame: polls the root future made by `f` on this thread, and runs jobs here
+    /// and on the workers until the root future and every job spawned in the frame have
+    /// finished. Then every output nobody took is dropped, every arena is reset, and the root
+    /// future's output is returned.
+    ///
+    /// # Panics
+    /// - If the root future or any job panicked: once every other job has finished and the
+    ///   frame is cleaned up, the first panic is resumed with its original payload. The
+    ///   scheduler stays usable.
+    /// - If called from inside a job or a root future (of any scheduler): the frame could never
+    ///   finish while this thread waits in a nested one.
+    pub fn run_frame<'env, R>(
+        &mut self,
+        f: impl for<'frame> AsyncFnOnce(&'frame Frame<'frame, 'env>) -> R,
+    ) -> R {
+        if !worker::current().shared.is_null() {
+            panic!(
+                "Scheduler::run_frame called from inside a job or a frame's root future: the \
+                 outer frame could not finish while this thread waits; spawn the work into the \
+                 current frame instead, or run the next frame after this one returns"
+            );
+        }
+        let start = Instant::now();
+        let shared: &Shared = &self.shared;
+        let index = self.next_index;
+        self.next_index += 1;
+        let (_, spawned_before) = shared.job_counts();
+        let local_before = shared.workers[0].counts.local.load(Ordering::Relaxed);
+        let foreign_before = shared.foreign_spawned.load(Ordering::Relaxed);
+        let steals_before: u64 =
+            shared.workers.iter().map(|w| w.counts.steals.load(Ordering::Relaxed)).sum();
+        shared.panics.store(0, Ordering::Relaxed);
+        shared.root.state.store(SCHEDULED, Ordering::Release);
+
+        let output = {
+            let _enter = worker::enter(shared, 0);
+            let frame = Frame::new(shared, index);
+            // The root future lives on this stack frame, pinned; it is dropped in place below,
+            // before any arena is reset.
+            let mut root = Some(worker::with_local_ok(true, || f(&frame)));
+            let mut output = None;
+            drive(shared, &mut root, &mut output);
+            output
+        };
+
+        // Every job is done and nothing can spawn any more: clean up the frame.
+        // SAFETY: `drive` returned only once the root was done and every job had completed.
+        let (arena_bytes, arena_capacity) = unsafe { end_frame(shared) };
+        let (_, spawned_after) = shared.job_counts();
+        self.stats = FrameStats {
+            index,
+            jobs: spawned_after - spawned_before,
+            local_jobs: shared.workers[0].counts.local.load(Ordering::Relaxed) - local_before,
+            foreign_jobs: shared.foreign_spawned.load(Ordering::Relaxed) - foreign_before,
+            arena_bytes,
+            arena_capacity,
+            steals: shared.workers.iter().map(|w| w.counts.steals.load(Ordering::Relaxed)).sum::<u64>()
+                - steals_before,
+            panics: shared.panics.load(Ordering::Relaxed),
+            elapsed: start.elapsed(),
+        };
+        if let Some(payload) = shared.take_panic() {
+            resume_unwind(payload);
+        }
+        match output {
+            Some(output) => output,
+            None => unreachable!("a frame without a panic always has the root future's output"),
+        }
+    }
+}
+
+/// The driving loop: polls the root when it is woken, runs jobs, parks when there is nothing
+/// to do, and returns once the root future and every job have finished.
+fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Option<Fut::Output>) {
+    let root_header = core::ptr::NonNull::from(&shared.root);
+    let mut round = 0;
+    loop {
+        // The root future, when woken.
+        if root.is_some() && shared.root.state.load(Ordering::Acquire) & SCHEDULED != 0 {
+            poll_root(shared, root_header, root, output);
+        }
+        if root.is_none() && shared.all_jobs_done() {
+            // Dropping outputs nobody took may, in odd programs, spawn again: look once more.
+            // SAFETY: every job has completed and was counted.
+            unsafe { worker::sweep_outputs(shared) };
+            if shared.all_jobs_done() {
+                return;
+            }
+        }
+        if let Some(job) = shared.find_work(0) {
+            // SAFETY: this thread is worker 0 for the duration of the frame.
+            unsafe { worker::run_job(shared, 0, job) };
+            round = 0;
+            continue;
+        }
+        if worker::idle_round(&mut round) {
+            continue;
+        }
+        shared.sleep.sleep(0, || {
+            (root.is_some() && shared.root.state.load(Ordering::SeqCst) & SCHEDULED != 0)
+                || (root.is_none() && shared.all_jobs_done())
+                || shared.has_work(0)
+        });
+        round = 0;
+    }
+}
+
+fn poll_root<Fut: Future>(
+    shared: &Shared,
+    root_header: core::ptr::NonNull<crate::job::Header>,
+    root: &mut Option<Fut>,
+    output: &mut Option<Fut::Output>,
+) {
+    if !shared.root.transition_to_running() {
+        return;
+    }
+    // SAFETY: the root header lives in `Shared`, which outlives the frame.
+    let waker = unsafe { waker::borrowed(root_header) };
+    let mut cx = Context::from_waker(&waker);
+    let Some(fut) = root.as_mut() else { return };
+    // SAFETY: the future stays in `root` until it is dropped in place (set to `None`).
+    let fut = unsafe { Pin::new_unchecked(fut) };
+    let polled = worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))));
+    let finished = match polled {
+        Ok(Poll::Pending) => {
+            // A wake during the poll leaves SCHEDULED set: the loop polls again.
+            let _ = shared.root.transition_to_idle();
+            return;
+        }
+        Ok(Poll::Ready(value)) => {
+            *output = Some(value);
+            false
+        }
+        Err(payload) => {
+            shared.record_panic(payload);
+            true
+        }
+    };
+    shared.root.transition_to_complete(finished);
+    // Drop the root future in place now: its handles detach, its counters' waits end.
+    if let Err(payload) = worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| *root = None))) {
+        shared.record_panic(payload);
+    }
+    debug_assert!(shared.root.state.load(Ordering::Relaxed) & COMPLETE != 0);
+}
+
+/// Orphans wake cells and resets every arena. Returns (bytes used, bytes kept).
+///
+/// # Safety
+/// 1. The frame is over: the root future is dropped and every job has completed and been
+///    counted, so no worker touches its local state until the next frame.
+unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
+    let mut used = 0;
+    let mut kept = 0;
+    for w in shared.workers.iter() {
+        // SAFETY: (1) and Shared invariant 1.
+        w.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            l.cells.orphan_all();
+            used += arena_used(&l.arena);
+            l.arena.reset();
+            kept += l.arena.chunk_capacity();
+        });
+    }
+    {
+        let mut foreign = lock(&shared.foreign);
+        // SAFETY: (1): no foreign thread holds `&Frame` any more.
+        unsafe { foreign.cells.orphan_all() };
+        used += arena_used(&foreign.arena);
+        foreign.arena.reset();
+        kept += foreign.arena.chunk_capacity();
+    }
+    // The root's cell, if it had one, was orphaned with the pool that handed it out.
+    shared.root.wake_cell.store(core::ptr::null_mut(), Ordering::Relaxed);
+    shared.root.state.store(0, Ordering::Release);
+    (used, kept)
+}
+
+fn arena_used(arena: &bumpalo::Bump) -> usize {
+    // SAFETY: we only read the lengths of the chunks, not their contents.
+    unsafe { arena.iter_allocated_chunks_raw() }.map(|(_, len)| len).sum()
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.sleep.notify_all();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        // SAFETY: no frame runs and every thread is joined: the pools are ours alone.
+        for w in self.shared.workers.iter() {
+            w.local.with_mut(|l| unsafe { (*l).cells.free_all() });
+        }
+        lock(&self.shared.foreign).cells.free_all();
+    }
+}
+
+#[allow(dead_code)]
+fn assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Scheduler>();
+    is_send::<JobRef>();
+}

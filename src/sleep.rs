@@ -1,0 +1,133 @@
+//! Parking idle workers, and waking them without losing work.
+//!
+//! # The protocol
+//! A worker that found nothing to run (after a short spin) *announces* it is going to sleep by
+//! setting its `sleeping` flag and incrementing `sleepers`, issues a `SeqCst` fence, and only
+//! then checks once more for work. Whoever makes work available (a push to the injector or the
+//! local queue, a root wake, a worker going idle that may have finished the frame) first
+//! publishes the work, issues a `SeqCst` fence, then looks at the flags. With both fences, at
+//! least one side sees the other: either the sleeper finds the work in its last check, or the
+//! notifier finds the flag and wakes it. That is the race this module exists to close; the
+//! parking itself is a mutex, a condition variable and a token, so a notify that arrives before
+//! the wait is never lost either.
+//!
+//! Pushes onto a worker's *own* queue take a cheaper path: a relaxed look at `sleepers` and no
+//! fence. Missing a sleeper there costs parallelism, never liveness, because the pushing worker
+//! is awake and will run the job itself (rayon's sleep README makes the same argument).
+//!
+//! `notify` clears the flag and decrements `sleepers` itself, so `sleepers` counts workers that
+//! are asleep and not yet called, and a burst of pushes wakes each sleeper once.
+
+use crossbeam_utils::CachePadded;
+
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, lock};
+
+/// The parking state of every worker, the driving thread included (index 0).
+///
+/// # Invariants
+/// 1. `sleepers` equals the number of slots whose `sleeping` flag is set (give or take the
+///    moment between a flag change and the matching count change, both made by the thread that
+///    won the flag).
+/// 2. A slot's `token` is set only by the notifier that cleared its `sleeping` flag, and
+///    cleared only by the slot's own worker.
+#[derive(Debug)]
+pub(crate) struct Sleep {
+    sleepers: CachePadded<AtomicUsize>,
+    slots: Box<[CachePadded<Slot>]>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    sleeping: AtomicBool,
+    token: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Sleep {
+    pub(crate) fn new(workers: usize) -> Sleep {
+        Sleep {
+            sleepers: CachePadded::new(AtomicUsize::new(0)),
+            slots: (0..workers)
+                .map(|_| {
+                    CachePadded::new(Slot {
+                        sleeping: AtomicBool::new(false),
+                        token: Mutex::new(false),
+                        cv: Condvar::new(),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether any worker is asleep and not yet called. Cheap, and may be stale.
+    #[inline]
+    pub(crate) fn has_sleepers(&self) -> bool {
+        self.sleepers.load(Ordering::Relaxed) != 0
+    }
+
+    /// Puts worker `index` to sleep unless `has_work` (checked after announcing) finds work.
+    pub(crate) fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) {
+        let slot = &self.slots[index];
+        slot.sleeping.store(true, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if has_work() {
+            if slot.sleeping.swap(false, Ordering::SeqCst) {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            // A notifier already claimed us: its token is on the way; consume it below.
+        }
+        let mut token = lock(&slot.token);
+        while !*token {
+            token = slot.cv.wait(token).unwrap_or_else(|e| e.into_inner());
+        }
+        *token = false;
+    }
+
+    /// Wakes worker `index` if it is asleep. Returns whether it was.
+    pub(crate) fn notify(&self, index: usize) -> bool {
+        let slot = &self.slots[index];
+        if !slot.sleeping.load(Ordering::SeqCst) || !slot.sleeping.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        *lock(&slot.token) = true;
+        slot.cv.notify_one();
+        true
+    }
+
+    /// Wakes one sleeping worker, looking first at those after `from` (so that wakes spread
+    /// out) and at the driving thread last.
+    pub(crate) fn notify_one(&self, from: usize) -> bool {
+        let n = self.slots.len();
+        (1..=n)
+            .map(|k| (from + k) % n)
+            .filter(|&i| i != 0)
+            .chain(core::iter::once(0))
+            .any(|i| self.notify(i))
+    }
+
+    /// The strict form, for work published by a thread that will not run it itself: fence,
+    /// then wake one sleeper if there is any.
+    pub(crate) fn notify_one_strict(&self, from: usize) {
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            self.notify_one(from);
+        }
+    }
+
+    /// The strict form for the driving thread (root wakes, local jobs, frame completion).
+    pub(crate) fn notify_driver(&self) {
+        fence(Ordering::SeqCst);
+        self.notify(0);
+    }
+
+    /// Wakes everyone (shutdown).
+    pub(crate) fn notify_all(&self) {
+        fence(Ordering::SeqCst);
+        for i in 0..self.slots.len() {
+            self.notify(i);
+        }
+    }
+}

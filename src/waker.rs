@@ -1,0 +1,258 @@
+//! Wakers: our own `RawWaker` vtables, with no allocation and no `Arc` per job.
+//!
+//! A job is polled with a *borrowed* waker whose data pointer is the job header itself: free to
+//! make, valid for the poll. Only when a future clones it (to keep it past the poll) does the job
+//! get a [`WakeCell`]: a small refcounted cell taken from the polling worker's pool, which owned
+//! wakers point at. At frame end every cell handed out is *orphaned*: from then on its wakers do
+//! nothing, and the last one dropped frees it. So a waker that outlives its frame, or its
+//! `Scheduler`, can be woken, cloned and dropped harmlessly, and never reaches a job of the next
+//! frame. Cells whose wakers were all dropped within the frame go back to the pool, so steady
+//! frames allocate none.
+
+use core::ptr::{self, NonNull};
+use core::task::{RawWaker, RawWakerVTable, Waker};
+use std::mem::ManuallyDrop;
+
+use crate::job::Header;
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell, spin_loop};
+
+/// Set once the cell's frame has ended: wakes do nothing.
+const ORPHANED: usize = 1;
+/// One wake in progress (it may be touching the job header).
+const WAKING_ONE: usize = 1 << 1;
+const WAKING_MASK: usize = ((1 << 16) - 1) & !ORPHANED;
+/// One owned waker pointing at this cell.
+const REF_ONE: usize = 1 << 16;
+
+/// What an owned waker points at.
+///
+/// # Invariants
+/// 1. While `ORPHANED` is clear, `target` is a live header of the running frame.
+/// 2. `ORPHANED` is set (by the driver at frame end) before that frame's arenas are reset, and
+///    the driver then waits until no wake is in progress (`WAKING` count zero).
+/// 3. A cell with `ORPHANED` set is owned by its wakers: the one that drops the last reference
+///    frees it. A cell reaching frame end with no reference goes back to its pool.
+/// 4. `next` is touched only by the pool/list that owns the cell (one thread at a time).
+pub(crate) struct WakeCell {
+    state: AtomicUsize,
+    target: UnsafeCell<*const Header>,
+    pub(crate) next: UnsafeCell<*mut WakeCell>,
+}
+
+impl WakeCell {
+    fn new() -> WakeCell {
+        WakeCell {
+            state: AtomicUsize::new(0),
+            target: UnsafeCell::new(ptr::null()),
+            next: UnsafeCell::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// A per-worker pool of wake cells plus the list of those handed out this frame.
+///
+/// # Invariants
+/// 1. Only one thread uses a pool at a time: its worker during the frame (or, for the foreign
+///    pool, whoever holds its lock), the driver at frame end.
+/// 2. Every cell on `free` is unreferenced and not orphaned; every cell on `in_use` has been
+///    handed out this frame and not yet orphaned.
+#[derive(Debug)]
+pub(crate) struct CellPool {
+    free: *mut WakeCell,
+    in_use: *mut WakeCell,
+}
+
+// SAFETY: the pool's cells are only reached through the pool by one thread at a time (invariant 1).
+unsafe impl Send for CellPool {}
+
+impl CellPool {
+    pub(crate) const fn new() -> CellPool {
+        CellPool { free: ptr::null_mut(), in_use: ptr::null_mut() }
+    }
+
+    /// Hands out a cell (from the free list, or a new one) pointing at `target` with one
+    /// reference, and records it as in use.
+    fn acquire(&mut self, target: *const Header) -> NonNull<WakeCell> {
+        let cell = match NonNull::new(self.free) {
+            Some(cell) => {
+                // SAFETY: pool invariant 2: free cells are ours alone.
+                self.free = unsafe { cell.as_ref().next.with(|n| *n) };
+                cell
+            }
+            None => NonNull::from(Box::leak(Box::new(WakeCell::new()))),
+        };
+        // SAFETY: the cell is unreferenced (pool invariant 2) until we return it.
+        unsafe {
+            let c = cell.as_ref();
+            c.target.with_mut(|t| *t = target);
+            c.state.store(REF_ONE, Ordering::Relaxed);
+            c.next.with_mut(|n| *n = self.in_use);
+        }
+        self.in_use = cell.as_ptr();
+        cell
+    }
+
+    /// Gives a cell that lost the race to become a job's cell back (it was never shared).
+    fn unacquire(&mut self, cell: NonNull<WakeCell>) {
+        debug_assert_eq!(self.in_use, cell.as_ptr());
+        // SAFETY: the cell was just acquired and never published.
+        unsafe {
+            self.in_use = cell.as_ref().next.with(|n| *n);
+            cell.as_ref().state.store(0, Ordering::Relaxed);
+            cell.as_ref().next.with_mut(|n| *n = self.free);
+        }
+        self.free = cell.as_ptr();
+    }
+
+    /// Frame end: orphans every cell handed out this frame. Cells nobody references go back to
+    /// the free list; the others now belong to their wakers.
+    ///
+    /// # Safety
+    /// 1. The frame the cells were handed out in has ended: no job will be polled again, so no
+    ///    borrowed waker exists and no new reference to these cells can appear except by cloning
+    ///    an owned waker.
+    pub(crate) unsafe fn orphan_all(&mut self) {
+        let mut cur = self.in_use;
+        self.in_use = ptr::null_mut();
+        while let Some(cell) = NonNull::new(cur) {
+            // SAFETY: cells on `in_use` are live: at least this pool or a waker owns them, and a
+            // waker cannot free one before it is orphaned (cell invariant 3).
+            let c = unsafe { cell.as_ref() };
+            // SAFETY: pool invariant 1: only we touch `next` of our cells.
+            cur = c.next.with(|n| unsafe { *n });
+            let before = c.state.fetch_or(ORPHANED, Ordering::AcqRel);
+            // Cell invariant 2: let wakes that started before the orphaning finish.
+            let mut spins = 0;
+            while c.state.load(Ordering::Acquire) & WAKING_MASK != 0 {
+                crate::job::header::backoff(&mut spins);
+            }
+            if before < REF_ONE {
+                // No waker points here, and (1) none can appear: recycle it.
+                c.state.store(0, Ordering::Relaxed);
+                // SAFETY: pool invariant 1.
+                c.next.with_mut(|n| unsafe { *n = self.free });
+                self.free = cell.as_ptr();
+            }
+        }
+    }
+
+    /// Frees every cell on the free list (the scheduler is going away).
+    pub(crate) fn free_all(&mut self) {
+        debug_assert!(self.in_use.is_null(), "cells still in use when a pool is dropped");
+        let mut cur = self.free;
+        self.free = ptr::null_mut();
+        while let Some(cell) = NonNull::new(cur) {
+            // SAFETY: free cells are unreferenced and owned by the pool (pool invariant 2).
+            unsafe {
+                cur = cell.as_ref().next.with(|n| *n);
+                drop(Box::from_raw(cell.as_ptr()));
+            }
+        }
+    }
+}
+
+/// Makes the waker a job is polled with: it borrows the header and is valid during the poll.
+///
+/// # Safety
+/// 1. `header` is live for as long as the returned waker is used (the poll).
+pub(crate) unsafe fn borrowed(header: NonNull<Header>) -> ManuallyDrop<Waker> {
+    let raw = RawWaker::new(header.as_ptr().cast_const().cast(), &BORROWED);
+    // SAFETY: the BORROWED vtable's contract holds for a live header (1).
+    ManuallyDrop::new(unsafe { Waker::from_raw(raw) })
+}
+
+static BORROWED: RawWakerVTable =
+    RawWakerVTable::new(borrowed_clone, borrowed_wake, borrowed_wake, borrowed_drop);
+
+static OWNED: RawWakerVTable = RawWakerVTable::new(owned_clone, owned_wake, owned_wake_by_ref, owned_drop);
+
+/// Turns the borrowed waker into an owned one: finds or creates the job's cell.
+unsafe fn borrowed_clone(data: *const ()) -> RawWaker {
+    let header = data.cast::<Header>();
+    // SAFETY: a borrowed waker exists only during a poll, so the header is live.
+    let h = unsafe { &*header };
+    let existing = h.wake_cell.load(Ordering::Acquire);
+    if !existing.is_null() {
+        // SAFETY: a job's cell is live until frame end (cell invariant 3), which cannot come
+        // during a poll.
+        unsafe { (*existing).state.fetch_add(REF_ONE, Ordering::Relaxed) };
+        return RawWaker::new(existing.cast_const().cast(), &OWNED);
+    }
+    crate::worker::with_cell_pool(h, |pool| {
+        let cell = pool.acquire(header);
+        match h.wake_cell.compare_exchange(
+            ptr::null_mut(),
+            cell.as_ptr(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => RawWaker::new(cell.as_ptr().cast_const().cast(), &OWNED),
+            Err(winner) => {
+                pool.unacquire(cell);
+                // SAFETY: as above, the winner's cell is live during the poll.
+                unsafe { (*winner).state.fetch_add(REF_ONE, Ordering::Relaxed) };
+                RawWaker::new(winner.cast_const().cast(), &OWNED)
+            }
+        }
+    })
+}
+
+unsafe fn borrowed_wake(data: *const ()) {
+    // SAFETY: a borrowed waker exists only during a poll, so the header is live.
+    unsafe { crate::worker::wake_job(NonNull::new_unchecked(data as *mut Header)) };
+}
+
+unsafe fn borrowed_drop(_: *const ()) {}
+
+unsafe fn owned_clone(data: *const ()) -> RawWaker {
+    // SAFETY: an owned waker holds a reference, so the cell is live (cell invariant 3).
+    let cell = unsafe { &*data.cast::<WakeCell>() };
+    let prev = cell.state.fetch_add(REF_ONE, Ordering::Relaxed);
+    if prev > usize::MAX / 2 {
+        std::process::abort(); // reference count overflow, as `Arc` does
+    }
+    RawWaker::new(data, &OWNED)
+}
+
+unsafe fn owned_wake(data: *const ()) {
+    // SAFETY: we own a reference (this waker), which we use, then give up.
+    unsafe {
+        owned_wake_by_ref(data);
+        owned_drop(data);
+    }
+}
+
+unsafe fn owned_wake_by_ref(data: *const ()) {
+    // SAFETY: an owned waker holds a reference, so the cell is live (cell invariant 3).
+    let cell = unsafe { &*data.cast::<WakeCell>() };
+    let before = cell.state.fetch_add(WAKING_ONE, Ordering::AcqRel);
+    if before & ORPHANED == 0 {
+        // SAFETY: `target` is written only before the cell is shared (in `acquire`).
+        let target = cell.target.with(|t| unsafe { *t });
+        // SAFETY: not orphaned, and the driver waits for our WAKING count to drop before it
+        // resets the arena (cell invariants 1, 2): the header is live.
+        unsafe { crate::worker::wake_job(NonNull::new_unchecked(target as *mut Header)) };
+    }
+    cell.state.fetch_sub(WAKING_ONE, Ordering::Release);
+}
+
+unsafe fn owned_drop(data: *const ()) {
+    let cell = data.cast::<WakeCell>().cast_mut();
+    // SAFETY: we own a reference, so the cell is live (cell invariant 3).
+    let before = unsafe { (*cell).state.fetch_sub(REF_ONE, Ordering::AcqRel) };
+    if before & !WAKING_MASK == ORPHANED | REF_ONE {
+        // The last reference to an orphaned cell: nobody else can reach it (cell invariant 3).
+        let mut spins = 0;
+        // SAFETY: still ours until freed below.
+        while unsafe { (*cell).state.load(Ordering::Acquire) } & WAKING_MASK != 0 {
+            spins += 1;
+            if spins > 64 {
+                crate::sync::yield_thread();
+            } else {
+                spin_loop();
+            }
+        }
+        // SAFETY: cells are made by `Box::new` in `CellPool::acquire`; we hold the last reference.
+        drop(unsafe { Box::from_raw(cell) });
+    }
+}

@@ -1,0 +1,511 @@
+//! Workers: their queues, their arenas, stealing, and the loop a background thread runs.
+//!
+//! Every thread that runs jobs is a worker with an index; the thread calling `run_frame` is
+//! worker 0 for the length of the call. Each worker owns a bounded lock-free queue
+//! (`crossbeam_queue::ArrayQueue`, allocated once), a bump arena, a pool of wake cells and two
+//! counters. Spawning touches only the spawner's own state: no global atomic is written on the
+//! spawn path. Idle workers steal from the others' queues, then park (`sleep.rs`).
+//!
+//! # Knowing when a frame is over without a global counter
+//! Each worker counts the jobs it spawned and the jobs it completed, each counter written only by
+//! its owner. The driving thread decides the frame is over when the root future is done and the
+//! sum of all `completed` counters, read first, equals the sum of all `spawned` counters, read
+//! after. Every completion read has its spawn visible to the later reads (the spawn happens
+//! before the job is queued, which happens before it completes), and a job's children are
+//! spawned before it completes; so equal sums mean no job anywhere is unfinished, and none can
+//! start, since only unfinished jobs spawn.
+
+use core::any::Any;
+use core::cell::Cell;
+use core::ptr::{self, NonNull};
+use core::task::Context;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bumpalo::Bump;
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+
+use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
+use crate::job::{Header, JobKind, JobList, JobRef, PollOutcome};
+use crate::sleep::Sleep;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, UnsafeCell, lock};
+use crate::waker::{self, CellPool};
+
+/// State shared by the scheduler, its worker threads, and every waker of a live frame.
+///
+/// # Invariants
+/// 1. `workers[i].local` is touched only by the thread that is worker `i` (its background thread,
+///    or for `i == 0` the thread inside `run_frame`), and by the driving thread at frame end,
+///    after it has seen every `completed` count that accounts for worker `i`'s work (so every
+///    access by worker `i` in the frame happens before).
+/// 2. Between frames no job exists, so no worker touches its `local` state.
+pub(crate) struct Shared {
+    pub(crate) workers: Box<[CachePadded<Worker>]>,
+    pub(crate) injector: Mutex<JobList>,
+    injected: CachePadded<AtomicUsize>,
+    pub(crate) local_queue: Mutex<JobList>,
+    local_pending: AtomicUsize,
+    pub(crate) foreign: Mutex<Foreign>,
+    pub(crate) foreign_spawned: AtomicU64,
+    pub(crate) root: Header,
+    pub(crate) sleep: Sleep,
+    first_panic: Mutex<Option<Box<dyn Any + Send>>>,
+    pub(crate) panics: AtomicUsize,
+    pub(crate) shutdown: AtomicBool,
+}
+
+// SAFETY: see the invariants: `local` state is confined to one thread at a time, everything else
+// is atomic or behind a mutex.
+unsafe impl Sync for Shared {}
+// SAFETY: as above; the arenas and pools hold no thread-bound data between frames.
+unsafe impl Send for Shared {}
+
+impl core::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Shared").field("workers", &self.workers.len()).finish_non_exhaustive()
+    }
+}
+
+/// One worker's state.
+pub(crate) struct Worker {
+    pub(crate) queue: ArrayQueue<JobRef>,
+    pub(crate) counts: CachePadded<Counts>,
+    pub(crate) local: UnsafeCell<Local>,
+}
+
+/// Counters written only by their worker (plain load + store, no read-modify-write).
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) spawned: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    /// `spawn_local` jobs (worker 0 only).
+    pub(crate) local: AtomicU64,
+}
+
+impl Counts {
+    #[inline]
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+}
+
+/// A worker's thread-confined state (see `Shared` invariant 1).
+#[derive(Debug)]
+pub(crate) struct Local {
+    pub(crate) arena: Bump,
+    pub(crate) cells: CellPool,
+    /// Completed jobs whose output has a destructor and may never be taken (linked by `next`).
+    pub(crate) outputs: *const Header,
+}
+
+/// Arena and wake cells for threads that are not workers (scoped threads holding `&Frame`).
+#[derive(Debug)]
+pub(crate) struct Foreign {
+    pub(crate) arena: Bump,
+    pub(crate) cells: CellPool,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        workers: usize,
+        arena_capacity: usize,
+        queue_capacity: usize,
+        this: *const Shared,
+    ) -> Shared {
+        Shared {
+            workers: (0..workers)
+                .map(|_| {
+                    CachePadded::new(Worker {
+                        queue: ArrayQueue::new(queue_capacity),
+                        counts: CachePadded::new(Counts::default()),
+                        local: UnsafeCell::new(Local {
+                            arena: Bump::with_capacity(arena_capacity),
+                            cells: CellPool::new(),
+                            outputs: ptr::null(),
+                        }),
+                    })
+                })
+                .collect(),
+            injector: Mutex::new(JobList::new()),
+            injected: CachePadded::new(AtomicUsize::new(0)),
+            local_queue: Mutex::new(JobList::new()),
+            local_pending: AtomicUsize::new(0),
+            foreign: Mutex::new(Foreign { arena: Bump::new(), cells: CellPool::new() }),
+            foreign_spawned: AtomicU64::new(0),
+            root: Header::new(&crate::job::raw::ROOT_VTABLE, JobKind::Root, None, this, 0),
+            sleep: Sleep::new(workers),
+            first_panic: Mutex::new(None),
+            panics: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+
+    /// Keeps the first panic of the frame; later payloads are dropped.
+    pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+        let mut first = lock(&self.first_panic);
+        if first.is_none() {
+            *first = Some(payload);
+        } else {
+            drop(first);
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                core::mem::forget(p);
+            }
+        }
+    }
+
+    pub(crate) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        lock(&self.first_panic).take()
+    }
+
+    /// Puts a job where any worker will find it, and wakes one if any is asleep.
+    pub(crate) fn inject(&self, job: JobRef) {
+        // SAFETY: the job was just scheduled by us and is on no list (header invariant 4).
+        unsafe { lock(&self.injector).push_back(job) };
+        self.injected.fetch_add(1, Ordering::SeqCst);
+        self.sleep.notify_one_strict(0);
+    }
+
+    fn pop_injected(&self) -> Option<JobRef> {
+        if self.injected.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let job = lock(&self.injector).pop_front()?;
+        self.injected.fetch_sub(1, Ordering::AcqRel);
+        Some(job)
+    }
+
+    /// Queues a `spawn_local` job for the driving thread and wakes it.
+    pub(crate) fn push_local(&self, job: JobRef) {
+        // SAFETY: as in `inject`.
+        unsafe { lock(&self.local_queue).push_back(job) };
+        self.local_pending.fetch_add(1, Ordering::SeqCst);
+        self.sleep.notify_driver();
+    }
+
+    fn pop_local(&self) -> Option<JobRef> {
+        if self.local_pending.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let job = lock(&self.local_queue).pop_front()?;
+        self.local_pending.fetch_sub(1, Ordering::AcqRel);
+        Some(job)
+    }
+
+    /// Pushes onto worker `index`'s own queue (the caller is that worker).
+    #[inline]
+    pub(crate) fn push(&self, index: usize, job: JobRef) {
+        match self.workers[index].queue.push(job) {
+            Ok(()) => {
+                if self.sleep.has_sleepers() {
+                    self.sleep.notify_one(index);
+                }
+            }
+            Err(job) => self.inject(job),
+        }
+    }
+
+    /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
+    pub(crate) fn find_work(&self, index: usize) -> Option<JobRef> {
+        if index == 0 {
+            if let Some(job) = self.pop_local() {
+                return Some(job);
+            }
+        }
+        let me = &self.workers[index];
+        if let Some(job) = me.queue.pop() {
+            return Some(job);
+        }
+        if let Some(job) = self.pop_injected() {
+            return Some(job);
+        }
+        let n = self.workers.len();
+        for k in 1..n {
+            let victim = &self.workers[(index + k) % n].queue;
+            if let Some(job) = victim.pop() {
+                Counts::bump(&me.counts.steals);
+                if !victim.is_empty() && self.sleep.has_sleepers() {
+                    self.sleep.notify_one(index);
+                }
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Whether `find_work` could find something now (for the sleep protocol).
+    pub(crate) fn has_work(&self, index: usize) -> bool {
+        (index == 0 && self.local_pending.load(Ordering::SeqCst) != 0)
+            || self.injected.load(Ordering::SeqCst) != 0
+            || self.workers.iter().any(|w| !w.queue.is_empty())
+    }
+
+    /// Sums of (completed, spawned) over all workers, read in that order (see the module docs).
+    pub(crate) fn job_counts(&self) -> (u64, u64) {
+        let completed = self.workers.iter().map(|w| w.counts.completed.load(Ordering::Acquire)).sum();
+        let spawned = self.workers.iter().map(|w| w.counts.spawned.load(Ordering::Acquire)).sum::<u64>()
+            + self.foreign_spawned.load(Ordering::Acquire);
+        (completed, spawned)
+    }
+
+    /// Whether every job spawned so far has completed.
+    pub(crate) fn all_jobs_done(&self) -> bool {
+        let (completed, spawned) = self.job_counts();
+        completed == spawned
+    }
+}
+
+/// Which worker of which scheduler this thread is, if any.
+#[derive(Clone, Copy)]
+pub(crate) struct Current {
+    pub(crate) shared: *const Shared,
+    pub(crate) index: usize,
+    /// Whether the code running now may call `spawn_local`: the root future or a local job.
+    pub(crate) local_ok: bool,
+}
+
+impl Current {
+    const NONE: Current = Current { shared: ptr::null(), index: 0, local_ok: false };
+}
+
+thread_local! {
+    static CURRENT: Cell<Current> = const { Cell::new(Current::NONE) };
+}
+
+/// The worker this thread is, if any.
+#[inline]
+pub(crate) fn current() -> Current {
+    CURRENT.with(Cell::get)
+}
+
+/// Makes this thread a worker until the guard is dropped.
+pub(crate) fn enter(shared: &Shared, index: usize) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.replace(Current { shared, index, local_ok: false }));
+    EnterGuard(prev)
+}
+
+/// Restores the thread's previous identity on drop (also on unwind).
+pub(crate) struct EnterGuard(Current);
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+fn set_local_ok(ok: bool) -> bool {
+    CURRENT.with(|c| {
+        let mut cur = c.get();
+        let prev = cur.local_ok;
+        cur.local_ok = ok;
+        c.set(cur);
+        prev
+    })
+}
+
+/// Runs `f` with `spawn_local` allowed (or not), restoring the previous setting after.
+pub(crate) fn with_local_ok<R>(ok: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_local_ok(self.0);
+        }
+    }
+    let _restore = Restore(set_local_ok(ok));
+    f()
+}
+
+/// Runs `f` with the wake-cell pool this thread should use for a job of `header`'s scheduler.
+pub(crate) fn with_cell_pool<R>(header: &Header, f: impl FnOnce(&mut CellPool) -> R) -> R {
+    let cur = current();
+    // SAFETY: header invariant 1: `shared` is live while the job is.
+    let shared = unsafe { &*header.shared };
+    if ptr::eq(cur.shared, shared) {
+        // SAFETY: we are worker `cur.index` (Shared invariant 1).
+        shared.workers[cur.index].local.with_mut(|l| f(unsafe { &mut (*l).cells }))
+    } else {
+        f(&mut lock(&shared.foreign).cells)
+    }
+}
+
+/// Wakes a job: schedules it if it was idle, and puts it where it can run.
+///
+/// # Safety
+/// 1. The header is live (its frame has not ended).
+pub(crate) unsafe fn wake_job(job: NonNull<Header>) {
+    // SAFETY: (1).
+    let h = unsafe { job.as_ref() };
+    if h.transition_to_scheduled() {
+        // SAFETY: header invariant 1.
+        unsafe { enqueue(&*h.shared, JobRef(job)) };
+    }
+}
+
+/// Puts a job that was just marked `SCHEDULED` into the queue its kind calls for.
+pub(crate) fn enqueue(shared: &Shared, job: JobRef) {
+    // SAFETY: the caller scheduled a live job.
+    match unsafe { job.header() }.kind {
+        JobKind::Root => shared.sleep.notify_driver(),
+        JobKind::Local => shared.push_local(job),
+        JobKind::Any => {
+            let cur = current();
+            if ptr::eq(cur.shared, shared) {
+                shared.push(cur.index, job);
+            } else {
+                shared.inject(job);
+            }
+        }
+    }
+}
+
+/// Polls a job once on worker `index` and does what its outcome calls for.
+///
+/// # Safety
+/// 1. The caller is worker `index` of `shared`, and got `job` from one of its queues.
+pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
+    // SAFETY: a queued job is live (header invariant 1).
+    let h = unsafe { job.header() };
+    if !h.transition_to_running() {
+        return;
+    }
+    // SAFETY: the header is live during the poll.
+    let waker = unsafe { waker::borrowed(job.0) };
+    let mut cx = Context::from_waker(&waker);
+    // SAFETY: we hold RUNNING; local jobs only come from the local queue, popped by worker 0.
+    let outcome =
+        with_local_ok(h.kind == JobKind::Local, || unsafe { (h.vtable.poll)(job.0, &mut cx) });
+    match outcome {
+        PollOutcome::Pending => {
+            if h.transition_to_idle() == crate::job::state::AfterPoll::Requeue {
+                enqueue(shared, job);
+            }
+        }
+        // SAFETY: (1) and the job just finished on this worker.
+        PollOutcome::Ready => unsafe { complete(shared, index, job, false) },
+        PollOutcome::Panicked(payload) => {
+            shared.record_panic(payload);
+            // SAFETY: as above.
+            unsafe { complete(shared, index, job, true) }
+        }
+    }
+}
+
+/// The bookkeeping after a job's last poll. The `completed` count is the very last touch.
+///
+/// # Safety
+/// 1. The caller is worker `index` and has just seen the job's future finish or panic.
+unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panicked: bool) {
+    // SAFETY: the job is live until our `completed` store below.
+    let h = unsafe { job.header() };
+    let prev = h.transition_to_complete(panicked);
+    if !panicked {
+        if prev & DETACHED != 0 {
+            // Nobody will take it: drop it now, on this thread.
+            // SAFETY: DETACHED was set before COMPLETE, so the output is ours alone.
+            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.drop_output)(job.0) }));
+            h.state.fetch_or(TAKEN, Ordering::Release);
+            if let Err(payload) = dropped {
+                shared.record_panic(payload);
+            }
+        } else if h.vtable.output_needs_drop {
+            // The handle may never take it (it could be forgotten): remember it for the sweep.
+            shared.workers[index].local.with_mut(|l| {
+                // SAFETY: we are worker `index` (Shared invariant 1); the job is complete, so
+                // `next` is free for the outputs list (header table).
+                unsafe {
+                    h.next.with_mut(|n| *n = (*l).outputs);
+                    (*l).outputs = h;
+                }
+            });
+        }
+    }
+    if prev & (AWAITER | LOCKED) != 0 {
+        if let Some(waker) = h.take_awaiter() {
+            waker.wake();
+        }
+    }
+    if let Some(counter) = h.counter {
+        // SAFETY: counters live in the frame arena, like the job.
+        if let Err(msg) = unsafe { counter.as_ref() }.decrement() {
+            shared.record_panic(Box::new(msg));
+        }
+    }
+    Counts::bump(&shared.workers[index].counts.completed);
+}
+
+/// Frame end, on the driving thread: drops outputs nobody took, from every worker's list.
+///
+/// # Safety
+/// 1. Every job of the frame is complete and accounted for (see the module docs).
+pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
+    for w in shared.workers.iter() {
+        // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
+        let mut cur = w.local.with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
+        while let Some(h) = NonNull::new(cur as *mut Header) {
+            // SAFETY: jobs on the list are complete and live until the arena reset.
+            let header = unsafe { h.as_ref() };
+            // SAFETY: (1): the completing workers are done with `next`.
+            cur = header.next.with(|n| unsafe { *n });
+            let s = header.state.fetch_or(TAKEN, Ordering::AcqRel);
+            if s & (TAKEN | PANICKED) == 0 {
+                // SAFETY: not taken by anyone, and nobody else can take it now (1).
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (header.vtable.drop_output)(h) })) {
+                    shared.record_panic(p);
+                }
+            }
+        }
+    }
+}
+
+/// How many rounds an idle worker looks for work before it parks.
+const SPIN_ROUNDS: u32 = 256;
+/// Busy-wait hints per round.
+const SPINS_PER_ROUND: u32 = 32;
+
+/// Waits a little between two looks for work; returns `false` once it is time to park.
+pub(crate) fn idle_round(round: &mut u32) -> bool {
+    *round += 1;
+    if *round > SPIN_ROUNDS {
+        return false;
+    }
+    if *round > SPIN_ROUNDS - 16 {
+        crate::sync::yield_thread();
+    } else {
+        for _ in 0..SPINS_PER_ROUND {
+            crate::sync::spin_loop();
+        }
+    }
+    true
+}
+
+/// The loop of a background worker thread.
+pub(crate) fn main_loop(shared: &Shared, index: usize) {
+    let _enter = enter(shared, index);
+    let mut round = 0;
+    let mut busy = false;
+    loop {
+        if let Some(job) = shared.find_work(index) {
+            // SAFETY: we are worker `index` and found the job in a queue.
+            unsafe { run_job(shared, index, job) };
+            round = 0;
+            busy = true;
+            continue;
+        }
+        if busy {
+            // We may have finished the frame's last job: let the driver look.
+            busy = false;
+            shared.sleep.notify_driver();
+        }
+        if idle_round(&mut round) {
+            continue;
+        }
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        shared.sleep.sleep(index, || {
+            shared.shutdown.load(Ordering::SeqCst) || shared.has_work(index)
+        });
+        round = 0;
+    }
+}
