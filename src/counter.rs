@@ -9,9 +9,11 @@ use core::future::{Future, IntoFuture};
 use core::marker::PhantomPinned;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
-use core::task::{Context, Poll, Waker};
+use core::task::{Context, Poll};
 
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use crate::waker::Wake;
+use crate::worker::Shared;
 
 /// A count of outstanding work in the current frame, awaited until it reaches zero.
 ///
@@ -45,7 +47,9 @@ pub struct Counter<'frame> {
 
 impl core::fmt::Debug for Counter<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Counter").field("value", &self.value()).finish()
+        f.debug_struct("Counter")
+            .field("value", &self.value())
+            .finish()
     }
 }
 
@@ -58,7 +62,10 @@ impl<'frame> Counter<'frame> {
     /// Adds `n` units of outstanding work.
     pub fn add(&self, n: usize) {
         let prev = self.inner.value.fetch_add(n, Ordering::AcqRel);
-        assert!(prev.checked_add(n).is_some(), "Counter::add overflowed the counter");
+        assert!(
+            prev.checked_add(n).is_some(),
+            "Counter::add overflowed the counter"
+        );
     }
 
     /// Marks one unit of work done, waking every awaiter if the value reaches zero.
@@ -108,6 +115,7 @@ pub(crate) struct CounterInner {
     value: AtomicUsize,
     locked: AtomicBool,
     waiters: UnsafeCell<*mut Waiter>,
+    shared: *const Shared,
 }
 
 // SAFETY: `value` and `locked` are atomic; `waiters` is guarded by `locked` (invariant 1).
@@ -118,7 +126,7 @@ unsafe impl Send for CounterInner {}
 struct Waiter {
     prev: *mut Waiter,
     next: *mut Waiter,
-    waker: Option<Waker>,
+    waker: Option<Wake>,
     queued: bool,
     notified: bool,
 }
@@ -127,11 +135,12 @@ struct Waiter {
 const WAKE_BATCH: usize = 16;
 
 impl CounterInner {
-    pub(crate) fn new() -> CounterInner {
+    pub(crate) fn new(shared: *const Shared) -> CounterInner {
         CounterInner {
             value: AtomicUsize::new(0),
             locked: AtomicBool::new(false),
             waiters: UnsafeCell::new(ptr::null_mut()),
+            shared,
         }
     }
 
@@ -147,7 +156,9 @@ impl CounterInner {
             if v == 0 {
                 return Err(UNDERFLOW);
             }
-            match self.value.compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Relaxed)
+            match self
+                .value
+                .compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(actual) => v = actual,
@@ -174,7 +185,7 @@ impl CounterInner {
     /// Wakes every waiter, in batches so that no waker runs under the lock.
     fn notify_all(&self) {
         loop {
-            let mut wakers: [Option<Waker>; WAKE_BATCH] = Default::default();
+            let mut wakers: [Option<Wake>; WAKE_BATCH] = Default::default();
             let mut n = 0;
             let more;
             {
@@ -266,10 +277,7 @@ impl Future for CounterWait<'_> {
                 n.waker = None;
                 return Poll::Ready(());
             }
-            match &n.waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => n.waker = Some(cx.waker().clone()),
-            }
+            Wake::store(&mut n.waker, cx.waker(), counter.shared);
             if !n.queued {
                 counter.waiters.with_mut(|head| {
                     n.next = *head;

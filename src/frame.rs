@@ -35,13 +35,20 @@ pub struct Frame<'frame, 'env: 'frame> {
 
 impl core::fmt::Debug for Frame<'_, '_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Frame").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("Frame")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
 impl<'frame, 'env> Frame<'frame, 'env> {
     pub(crate) fn new(shared: &'frame Shared, index: u64) -> Self {
-        Frame { shared, index, scope: PhantomData, env: PhantomData }
+        Frame {
+            shared,
+            index,
+            scope: PhantomData,
+            env: PhantomData,
+        }
     }
 
     /// The frame's number: 0 for the first frame a scheduler runs, then 1, 2, …
@@ -115,9 +122,11 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 
     /// Makes a new counter at 0 in this frame's arena.
     pub fn counter(&'frame self) -> Counter<'frame> {
-        let inner = self.alloc(CounterInner::new());
+        let inner = self.alloc(CounterInner::new(self.shared));
         // SAFETY: arena memory lives until frame end, which `'frame` cannot outlive.
-        Counter { inner: unsafe { inner.as_ref() } }
+        Counter {
+            inner: unsafe { inner.as_ref() },
+        }
     }
 
     /// Spawns a job that adds 1 to `counter` before it is queued and takes 1 away when it
@@ -164,7 +173,9 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         if ptr::eq(cur.shared, shared) {
             let w = &shared.workers[cur.index];
             // SAFETY: we are worker `cur.index` (Shared invariant 1).
-            let job = w.local.with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(job) }));
+            let job = w
+                .local
+                .with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(job) }));
             let job = JobRef(job.cast());
             // Counted before it is visible anywhere (see worker.rs on frame completion).
             Counts::bump(&w.counts.spawned);
@@ -210,13 +221,19 @@ impl<T> Unpin for JobHandle<'_, T> {}
 
 impl<T> core::fmt::Debug for JobHandle<'_, T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("JobHandle").field("finished", &self.is_finished()).finish()
+        f.debug_struct("JobHandle")
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }
 
 impl<'frame, T> JobHandle<'frame, T> {
     fn new(job: JobRef) -> Self {
-        JobHandle { job: job.0, finished: false, _marker: PhantomData }
+        JobHandle {
+            job: job.0,
+            finished: false,
+            _marker: PhantomData,
+        }
     }
 
     fn header(&self) -> &Header {
@@ -234,7 +251,10 @@ impl<T> Future for JobHandle<'_, T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        assert!(!self.finished, "JobHandle polled again after it returned the job's output");
+        assert!(
+            !self.finished,
+            "JobHandle polled again after it returned the job's output"
+        );
         let h = self.header();
         let Some(state) = h.register_awaiter(cx.waker()) else {
             return Poll::Pending;

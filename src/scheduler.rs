@@ -177,10 +177,19 @@ impl SchedulerBuilder {
         };
 
         let shared = Arc::new_cyclic(|this| {
-            Shared::new(workers, self.arena_capacity, self.queue_capacity, this.as_ptr())
+            Shared::new(
+                workers,
+                self.arena_capacity,
+                self.queue_capacity,
+                this.as_ptr(),
+            )
         });
-        let mut scheduler =
-            Scheduler { shared, threads: Vec::new(), next_index: 0, stats: FrameStats::default() };
+        let mut scheduler = Scheduler {
+            shared,
+            threads: Vec::new(),
+            next_index: 0,
+            stats: FrameStats::default(),
+        };
         for index in 1..workers {
             let shared = Arc::clone(&scheduler.shared);
             let core = cores.get(index).copied();
@@ -214,7 +223,9 @@ impl Scheduler {
     /// If the operating system refuses to start the threads; use [`Scheduler::builder`] to
     /// handle that as an error.
     pub fn new() -> Scheduler {
-        Scheduler::builder().build().unwrap_or_else(|e| panic!("Scheduler::new failed: {e}"))
+        Scheduler::builder()
+            .build()
+            .unwrap_or_else(|e| panic!("Scheduler::new failed: {e}"))
     }
 
     /// Starts configuring a scheduler.
@@ -266,8 +277,11 @@ impl Scheduler {
         let (_, spawned_before) = shared.job_counts();
         let local_before = shared.workers[0].counts.local.load(Ordering::Relaxed);
         let foreign_before = shared.foreign_spawned.load(Ordering::Relaxed);
-        let steals_before: u64 =
-            shared.workers.iter().map(|w| w.counts.steals.load(Ordering::Relaxed)).sum();
+        let steals_before: u64 = shared
+            .workers
+            .iter()
+            .map(|w| w.counts.steals.load(Ordering::Relaxed))
+            .sum();
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
@@ -293,7 +307,11 @@ impl Scheduler {
             foreign_jobs: shared.foreign_spawned.load(Ordering::Relaxed) - foreign_before,
             arena_bytes,
             arena_capacity,
-            steals: shared.workers.iter().map(|w| w.counts.steals.load(Ordering::Relaxed)).sum::<u64>()
+            steals: shared
+                .workers
+                .iter()
+                .map(|w| w.counts.steals.load(Ordering::Relaxed))
+                .sum::<u64>()
                 - steals_before,
             panics: shared.panics.load(Ordering::Relaxed),
             elapsed: start.elapsed(),
@@ -359,7 +377,9 @@ fn poll_root<Fut: Future>(
     let Some(fut) = root.as_mut() else { return };
     // SAFETY: the future stays in `root` until it is dropped in place (set to `None`).
     let fut = unsafe { Pin::new_unchecked(fut) };
-    let polled = worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx))));
+    let polled = worker::with_local_ok(true, || {
+        catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+    });
     let finished = match polled {
         Ok(Poll::Pending) => {
             // A wake during the poll leaves SCHEDULED set: the loop polls again.
@@ -377,7 +397,9 @@ fn poll_root<Fut: Future>(
     };
     shared.root.transition_to_complete(finished);
     // Drop the root future in place now: its handles detach, its counters' waits end.
-    if let Err(payload) = worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| *root = None))) {
+    if let Err(payload) =
+        worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| *root = None)))
+    {
         shared.record_panic(payload);
     }
     debug_assert!(shared.root.state.load(Ordering::Relaxed) & COMPLETE != 0);
@@ -396,8 +418,9 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
         w.local.with_mut(|l| unsafe {
             let l = &mut *l;
             l.cells.orphan_all();
-            used += arena_used(&l.arena);
-            l.arena.reset();
+            let frame_used = arena_used(&l.arena);
+            used += frame_used;
+            reset_arena(&mut l.arena, frame_used);
             kept += l.arena.chunk_capacity();
         });
     }
@@ -405,19 +428,38 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
         let mut foreign = lock(&shared.foreign);
         // SAFETY: (1): no foreign thread holds `&Frame` any more.
         unsafe { foreign.cells.orphan_all() };
-        used += arena_used(&foreign.arena);
-        foreign.arena.reset();
+        let frame_used = arena_used(&foreign.arena);
+        used += frame_used;
+        reset_arena(&mut foreign.arena, frame_used);
         kept += foreign.arena.chunk_capacity();
     }
     // The root's cell, if it had one, was orphaned with the pool that handed it out.
-    shared.root.wake_cell.store(core::ptr::null_mut(), Ordering::Relaxed);
+    shared
+        .root
+        .wake_cell
+        .store(core::ptr::null_mut(), Ordering::Relaxed);
     shared.root.state.store(0, Ordering::Release);
     (used, kept)
 }
 
+/// Resets an arena for the next frame. `Bump::reset` keeps only the last chunk it allocated; an
+/// arena that needed several chunks this frame would free and grow them again every frame, so
+/// it is replaced by one chunk of twice this frame's use instead. Steady frames allocate nothing.
+fn reset_arena(arena: &mut bumpalo::Bump, used: usize) {
+    // SAFETY: we only count chunks, not read them.
+    let chunks = unsafe { arena.iter_allocated_chunks_raw() }.count();
+    if chunks > 1 {
+        *arena = bumpalo::Bump::with_capacity(used.saturating_mul(2));
+    } else {
+        arena.reset();
+    }
+}
+
 fn arena_used(arena: &bumpalo::Bump) -> usize {
     // SAFETY: we only read the lengths of the chunks, not their contents.
-    unsafe { arena.iter_allocated_chunks_raw() }.map(|(_, len)| len).sum()
+    unsafe { arena.iter_allocated_chunks_raw() }
+        .map(|(_, len)| len)
+        .sum()
 }
 
 impl Drop for Scheduler {

@@ -15,6 +15,55 @@ use std::mem::ManuallyDrop;
 
 use crate::job::Header;
 use crate::sync::{AtomicUsize, Ordering, UnsafeCell, spin_loop};
+use crate::worker::Shared;
+
+/// Whom to wake when a handle's job or a counter is done: a job of the same frame, named by its
+/// header (no clone, no cell, no refcount), or any other waker.
+///
+/// # Invariants
+/// `Job(h)` is only made from our own borrowed waker, during `h`'s poll, for a handle or counter
+/// of a frame of the same scheduler as `h`. A scheduler runs one frame at a time, so that is
+/// `h`'s frame, and handles and counters are only ever woken within their frame: `h` is live
+/// whenever it is woken.
+#[derive(Debug)]
+pub(crate) enum Wake {
+    Job(NonNull<Header>),
+    Other(Waker),
+}
+
+// SAFETY: headers are `Sync` and live while reachable (invariant); `Waker` is `Send`.
+unsafe impl Send for Wake {}
+
+impl Wake {
+    /// Stores the cheapest form of `waker` in `slot`, owned by a handle or counter of a frame
+    /// of the scheduler `shared`; keeps what is there if it already wakes the same task.
+    pub(crate) fn store(slot: &mut Option<Wake>, waker: &Waker, shared: *const Shared) {
+        if ptr::eq(waker.vtable(), &BORROWED) {
+            let header = waker.data().cast::<Header>();
+            // SAFETY: a borrowed waker exists only during its job's poll: the header is live.
+            if ptr::eq(unsafe { (*header).shared }, shared) {
+                // SAFETY: the data pointer of a borrowed waker is never null.
+                *slot = Some(Wake::Job(unsafe {
+                    NonNull::new_unchecked(header.cast_mut())
+                }));
+                return;
+            }
+        }
+        match slot {
+            Some(Wake::Other(old)) if old.will_wake(waker) => {}
+            _ => *slot = Some(Wake::Other(waker.clone())),
+        }
+    }
+
+    /// Wakes the task.
+    pub(crate) fn wake(self) {
+        match self {
+            // SAFETY: type invariant: the header is live whenever it is woken.
+            Wake::Job(header) => unsafe { crate::worker::wake_job(header) },
+            Wake::Other(waker) => waker.wake(),
+        }
+    }
+}
 
 /// Set once the cell's frame has ended: wakes do nothing.
 const ORPHANED: usize = 1;
@@ -67,7 +116,10 @@ unsafe impl Send for CellPool {}
 
 impl CellPool {
     pub(crate) const fn new() -> CellPool {
-        CellPool { free: ptr::null_mut(), in_use: ptr::null_mut() }
+        CellPool {
+            free: ptr::null_mut(),
+            in_use: ptr::null_mut(),
+        }
     }
 
     /// Hands out a cell (from the free list, or a new one) pointing at `target` with one
@@ -138,7 +190,10 @@ impl CellPool {
 
     /// Frees every cell on the free list (the scheduler is going away).
     pub(crate) fn free_all(&mut self) {
-        debug_assert!(self.in_use.is_null(), "cells still in use when a pool is dropped");
+        debug_assert!(
+            self.in_use.is_null(),
+            "cells still in use when a pool is dropped"
+        );
         let mut cur = self.free;
         self.free = ptr::null_mut();
         while let Some(cell) = NonNull::new(cur) {
@@ -164,7 +219,8 @@ pub(crate) unsafe fn borrowed(header: NonNull<Header>) -> ManuallyDrop<Waker> {
 static BORROWED: RawWakerVTable =
     RawWakerVTable::new(borrowed_clone, borrowed_wake, borrowed_wake, borrowed_drop);
 
-static OWNED: RawWakerVTable = RawWakerVTable::new(owned_clone, owned_wake, owned_wake_by_ref, owned_drop);
+static OWNED: RawWakerVTable =
+    RawWakerVTable::new(owned_clone, owned_wake, owned_wake_by_ref, owned_drop);
 
 /// Turns the borrowed waker into an owned one: finds or creates the job's cell.
 unsafe fn borrowed_clone(data: *const ()) -> RawWaker {

@@ -62,7 +62,9 @@ unsafe impl Send for Shared {}
 
 impl core::fmt::Debug for Shared {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Shared").field("workers", &self.workers.len()).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +133,10 @@ impl Shared {
             injected: CachePadded::new(AtomicUsize::new(0)),
             local_queue: Mutex::new(JobList::new()),
             local_pending: AtomicUsize::new(0),
-            foreign: Mutex::new(Foreign { arena: Bump::new(), cells: CellPool::new() }),
+            foreign: Mutex::new(Foreign {
+                arena: Bump::new(),
+                cells: CellPool::new(),
+            }),
             foreign_spawned: AtomicU64::new(0),
             root: Header::new(&crate::job::raw::ROOT_VTABLE, JobKind::Root, None, this, 0),
             sleep: Sleep::new(workers),
@@ -243,8 +248,16 @@ impl Shared {
 
     /// Sums of (completed, spawned) over all workers, read in that order (see the module docs).
     pub(crate) fn job_counts(&self) -> (u64, u64) {
-        let completed = self.workers.iter().map(|w| w.counts.completed.load(Ordering::Acquire)).sum();
-        let spawned = self.workers.iter().map(|w| w.counts.spawned.load(Ordering::Acquire)).sum::<u64>()
+        let completed = self
+            .workers
+            .iter()
+            .map(|w| w.counts.completed.load(Ordering::Acquire))
+            .sum();
+        let spawned = self
+            .workers
+            .iter()
+            .map(|w| w.counts.spawned.load(Ordering::Acquire))
+            .sum::<u64>()
             + self.foreign_spawned.load(Ordering::Acquire);
         (completed, spawned)
     }
@@ -266,7 +279,11 @@ pub(crate) struct Current {
 }
 
 impl Current {
-    const NONE: Current = Current { shared: ptr::null(), index: 0, local_ok: false };
+    const NONE: Current = Current {
+        shared: ptr::null(),
+        index: 0,
+        local_ok: false,
+    };
 }
 
 thread_local! {
@@ -281,7 +298,13 @@ pub(crate) fn current() -> Current {
 
 /// Makes this thread a worker until the guard is dropped.
 pub(crate) fn enter(shared: &Shared, index: usize) -> EnterGuard {
-    let prev = CURRENT.with(|c| c.replace(Current { shared, index, local_ok: false }));
+    let prev = CURRENT.with(|c| {
+        c.replace(Current {
+            shared,
+            index,
+            local_ok: false,
+        })
+    });
     EnterGuard(prev)
 }
 
@@ -323,7 +346,9 @@ pub(crate) fn with_cell_pool<R>(header: &Header, f: impl FnOnce(&mut CellPool) -
     let shared = unsafe { &*header.shared };
     if ptr::eq(cur.shared, shared) {
         // SAFETY: we are worker `cur.index` (Shared invariant 1).
-        shared.workers[cur.index].local.with_mut(|l| f(unsafe { &mut (*l).cells }))
+        shared.workers[cur.index]
+            .local
+            .with_mut(|l| f(unsafe { &mut (*l).cells }))
     } else {
         f(&mut lock(&shared.foreign).cells)
     }
@@ -373,8 +398,9 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     let waker = unsafe { waker::borrowed(job.0) };
     let mut cx = Context::from_waker(&waker);
     // SAFETY: we hold RUNNING; local jobs only come from the local queue, popped by worker 0.
-    let outcome =
-        with_local_ok(h.kind == JobKind::Local, || unsafe { (h.vtable.poll)(job.0, &mut cx) });
+    let outcome = with_local_ok(h.kind == JobKind::Local, || unsafe {
+        (h.vtable.poll)(job.0, &mut cx)
+    });
     match outcome {
         PollOutcome::Pending => {
             if h.transition_to_idle() == crate::job::state::AfterPoll::Requeue {
@@ -403,7 +429,9 @@ unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panicked: bool) {
         if prev & DETACHED != 0 {
             // Nobody will take it: drop it now, on this thread.
             // SAFETY: DETACHED was set before COMPLETE, so the output is ours alone.
-            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.drop_output)(job.0) }));
+            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+                (h.vtable.drop_output)(job.0)
+            }));
             h.state.fetch_or(TAKEN, Ordering::Release);
             if let Err(payload) = dropped {
                 shared.record_panic(payload);
@@ -441,7 +469,9 @@ unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panicked: bool) {
 pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
-        let mut cur = w.local.with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
+        let mut cur = w
+            .local
+            .with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
         while let Some(h) = NonNull::new(cur as *mut Header) {
             // SAFETY: jobs on the list are complete and live until the arena reset.
             let header = unsafe { h.as_ref() };
@@ -450,7 +480,9 @@ pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
             let s = header.state.fetch_or(TAKEN, Ordering::AcqRel);
             if s & (TAKEN | PANICKED) == 0 {
                 // SAFETY: not taken by anyone, and nobody else can take it now (1).
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (header.vtable.drop_output)(h) })) {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe {
+                    (header.vtable.drop_output)(h)
+                })) {
                     shared.record_panic(p);
                 }
             }

@@ -1,1 +1,121 @@
-fn main(){}
+//! Steady-state frames make zero heap allocations: counted exactly with a counting global
+//! allocator, in a binary of its own (`harness = false`) so no test harness allocates beside us.
+//!
+//! Every thread's allocations count, the worker threads' included.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use frame_scheduler::{Frame, Scheduler};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const COUNTED_JOBS: usize = 10_000;
+const OUTER: usize = 64;
+const INNER: usize = 64;
+
+/// 10 000 counted jobs writing a borrowed slice, plus 64 jobs that each spawn 64 and await them
+/// through a counter and through handles. Returns the number of jobs spawned.
+fn frame_workload(scheduler: &mut Scheduler, slots: &mut [u64], nested: &[u64]) {
+    scheduler.run_frame(async |frame: &Frame<'_, '_>| {
+        let fan_out = frame.counter();
+        for (i, slot) in slots.iter_mut().enumerate() {
+            frame.spawn_counted(fan_out, async move { *slot = slot.wrapping_add(i as u64) });
+        }
+        let outer = frame.counter();
+        for o in 0..OUTER {
+            frame.spawn_counted(outer, async move {
+                let inner = frame.counter();
+                for i in 0..INNER / 2 {
+                    let v = nested[o * INNER + i];
+                    frame.spawn_counted(inner, async move {
+                        std::hint::black_box(v);
+                    });
+                }
+                let mut sum = 0;
+                for i in INNER / 2..INNER {
+                    let v = nested[o * INNER + i];
+                    sum += frame.spawn(async move { v * 2 }).await;
+                }
+                inner.await;
+                std::hint::black_box(sum);
+            });
+        }
+        fan_out.await;
+        outer.await;
+    });
+}
+
+fn check(workers: usize) {
+    let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+    let mut slots = vec![0u64; COUNTED_JOBS];
+    let nested: Vec<u64> = (0..(OUTER * INNER) as u64).collect();
+
+    // Warm up: arenas grow to their steady size, queues and pools settle.
+    for _ in 0..50 {
+        frame_workload(&mut scheduler, &mut slots, &nested);
+    }
+    let expected_jobs = (COUNTED_JOBS + OUTER + OUTER * INNER) as u64;
+    assert_eq!(scheduler.last_frame_stats().jobs, expected_jobs);
+
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        frame_workload(&mut scheduler, &mut slots, &nested);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let (allocs, bytes) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+
+    // The work really happened: each slot i got i added once per frame (150 frames).
+    for (i, s) in slots.iter().enumerate() {
+        assert_eq!(*s, (i as u64).wrapping_mul(150), "slot {i}");
+    }
+    assert_eq!(scheduler.last_frame_stats().jobs, expected_jobs);
+    println!(
+        "workers({workers}): 100 frames of {expected_jobs} jobs: {allocs} heap allocations, \
+         {bytes} bytes"
+    );
+    assert_eq!(
+        allocs, 0,
+        "steady-state frames allocated {allocs} times ({bytes} bytes)"
+    );
+}
+
+fn main() {
+    for workers in [1, 2, 4] {
+        check(workers);
+    }
+    println!("zero_alloc: 3 passed, 0 failed");
+}

@@ -17,12 +17,14 @@
 use core::ptr::{self, NonNull};
 use core::task::Waker;
 
-use super::state::*;
+use crate::waker::Wake;
+
 use super::JobVTable;
+use super::state::*;
 use crate::counter::CounterInner;
-use crate::worker::Shared;
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell, spin_loop};
 use crate::waker::WakeCell;
+use crate::worker::Shared;
 
 /// Where a job may run, which decides where a wake puts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub(crate) struct Header {
     pub(crate) vtable: &'static JobVTable,
     pub(crate) kind: JobKind,
     pub(crate) next: UnsafeCell<*const Header>,
-    pub(crate) awaiter: UnsafeCell<Option<Waker>>,
+    pub(crate) awaiter: UnsafeCell<Option<Wake>>,
     pub(crate) counter: Option<NonNull<CounterInner>>,
     pub(crate) wake_cell: AtomicPtr<WakeCell>,
     pub(crate) shared: *const Shared,
@@ -66,7 +68,10 @@ unsafe impl Send for Header {}
 impl core::fmt::Debug for Header {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Header")
-            .field("state", &format_args!("{:#b}", self.state.load(Ordering::Relaxed)))
+            .field(
+                "state",
+                &format_args!("{:#b}", self.state.load(Ordering::Relaxed)),
+            )
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
@@ -122,7 +127,10 @@ impl Header {
                 return false;
             }
             let next = (s & !SCHEDULED) | RUNNING;
-            match self.state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(actual) => s = actual,
             }
@@ -151,11 +159,18 @@ impl Header {
     /// Ends the last poll: the output is stored (or the future panicked). Returns the state
     /// before the transition, so the caller knows whether the handle is gone or waits.
     pub(crate) fn transition_to_complete(&self, panicked: bool) -> usize {
-        let add = if panicked { COMPLETE | PANICKED } else { COMPLETE };
+        let add = if panicked {
+            COMPLETE | PANICKED
+        } else {
+            COMPLETE
+        };
         let mut s = self.state.load(Ordering::Acquire);
         loop {
             let next = (s & !(RUNNING | SCHEDULED)) | add;
-            match self.state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .state
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return s,
                 Err(actual) => s = actual,
             }
@@ -195,15 +210,13 @@ impl Header {
             return Some(s);
         }
         // SAFETY: we hold LOCKED (invariant 3), so nobody else touches the slot.
-        self.awaiter.with_mut(|slot| unsafe {
-            match &mut *slot {
-                Some(old) if old.will_wake(waker) => {}
-                slot => *slot = Some(waker.clone()),
-            }
-        });
-        let prev = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-            Some((s & !LOCKED) | AWAITER)
-        });
+        self.awaiter
+            .with_mut(|slot| unsafe { Wake::store(&mut *slot, waker, self.shared) });
+        let prev = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & !LOCKED) | AWAITER)
+            });
         let prev = prev.unwrap_or_else(|s| s);
         // If the job completed while we held the lock, the completer is spinning for the lock
         // and will wake our waker; report completion now so the awaiter need not wait for it.
@@ -212,7 +225,7 @@ impl Header {
 
     /// Called by the completing worker after `transition_to_complete` when the previous state
     /// had `AWAITER` or `LOCKED`: takes the awaiter's waker out, to be woken by the caller.
-    pub(crate) fn take_awaiter(&self) -> Option<Waker> {
+    pub(crate) fn take_awaiter(&self) -> Option<Wake> {
         let _ = self.lock_awaiter(|_| false, 0);
         // SAFETY: we hold LOCKED (invariant 3).
         let waker = self.awaiter.with_mut(|slot| unsafe { (*slot).take() });
@@ -232,9 +245,11 @@ impl Header {
 
     /// Releases the lock taken by `detach`, adding `extra` bits (e.g. `TAKEN`).
     pub(crate) fn unlock_detached(&self, extra: usize) {
-        let _ = self.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-            Some((s & !(LOCKED | AWAITER)) | extra)
-        });
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & !(LOCKED | AWAITER)) | extra)
+            });
     }
 }
 
@@ -286,7 +301,11 @@ unsafe impl Send for JobList {}
 
 impl JobList {
     pub(crate) const fn new() -> JobList {
-        JobList { head: ptr::null(), tail: ptr::null(), len: 0 }
+        JobList {
+            head: ptr::null(),
+            tail: ptr::null(),
+            len: 0,
+        }
     }
 
     /// # Safety

@@ -74,7 +74,10 @@ impl<F: Future> Job<F> {
     };
 
     pub(crate) fn new(header: Header, future: F) -> Job<F> {
-        Job { header, stage: UnsafeCell::new(Stage::Running(future)) }
+        Job {
+            header,
+            stage: UnsafeCell::new(Stage::Running(future)),
+        }
     }
 }
 
