@@ -228,7 +228,7 @@ impl<T> core::fmt::Debug for JobHandle<'_, T> {
 }
 
 impl<'frame, T> JobHandle<'frame, T> {
-    fn new(job: JobRef) -> Self {
+    pub(crate) fn new(job: JobRef) -> Self {
         JobHandle {
             job: job.0,
             finished: false,

@@ -43,6 +43,9 @@
 )]
 
 mod counter;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api;
 mod frame;
 mod job;
 mod scheduler;

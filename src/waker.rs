@@ -124,7 +124,7 @@ impl CellPool {
 
     /// Hands out a cell (from the free list, or a new one) pointing at `target` with one
     /// reference, and records it as in use.
-    fn acquire(&mut self, target: *const Header) -> NonNull<WakeCell> {
+    pub(crate) fn acquire(&mut self, target: *const Header) -> NonNull<WakeCell> {
         let cell = match NonNull::new(self.free) {
             Some(cell) => {
                 // SAFETY: pool invariant 2: free cells are ours alone.
@@ -218,6 +218,16 @@ pub(crate) unsafe fn borrowed(header: NonNull<Header>) -> ManuallyDrop<Waker> {
 
 static BORROWED: RawWakerVTable =
     RawWakerVTable::new(borrowed_clone, borrowed_wake, borrowed_wake, borrowed_drop);
+
+/// Makes an owned waker from a cell `acquire` just handed out (taking over its reference).
+///
+/// # Safety
+/// 1. `cell` came from `CellPool::acquire` and its one reference is given to the waker.
+#[cfg(loom)]
+pub(crate) unsafe fn owned_waker(cell: NonNull<WakeCell>) -> Waker {
+    // SAFETY: (1): the OWNED vtable's contract holds for a referenced cell.
+    unsafe { Waker::from_raw(RawWaker::new(cell.as_ptr().cast_const().cast(), &OWNED)) }
+}
 
 static OWNED: RawWakerVTable =
     RawWakerVTable::new(owned_clone, owned_wake, owned_wake_by_ref, owned_drop);

@@ -421,7 +421,7 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
 ///
 /// # Safety
 /// 1. The caller is worker `index` and has just seen the job's future finish or panic.
-unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panicked: bool) {
+pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panicked: bool) {
     // SAFETY: the job is live until our `completed` store below.
     let h = unsafe { job.header() };
     let prev = h.transition_to_complete(panicked);

@@ -1,0 +1,217 @@
+//! Test-only handles on the crate's concurrency protocols, for the loom models in
+//! `tests/loom_*.rs` (built only under `--cfg loom`). Each wrapper calls the very code the
+//! scheduler runs; nothing here re-implements a protocol.
+#![allow(missing_docs, missing_debug_implementations, clippy::new_without_default)]
+
+use core::future::{Future, IntoFuture};
+use core::pin::Pin;
+use core::ptr::{self, NonNull};
+use core::task::{Context, Poll, Waker};
+use std::sync::Arc;
+
+use crate::counter::{Counter, CounterInner};
+use crate::frame::JobHandle;
+use crate::job::state::{AfterPoll, RUNNING, SCHEDULED};
+use crate::job::{Header, Job, JobKind, JobRef, PollOutcome};
+use crate::sync::Ordering;
+use crate::waker::CellPool;
+use crate::worker::{self, Shared};
+
+/// A scheduler's shared state with `workers` workers and no threads.
+pub struct Scheduler {
+    shared: Arc<Shared>,
+}
+
+impl Scheduler {
+    pub fn new(workers: usize) -> Scheduler {
+        Scheduler {
+            shared: Arc::new_cyclic(|this| Shared::new(workers, 1024, 16, this.as_ptr())),
+        }
+    }
+
+    /// The root header's state bits.
+    pub fn root_state(&self) -> usize {
+        self.shared.root.state.load(Ordering::SeqCst)
+    }
+
+    /// What the driver does when the next frame begins: the root header is reused.
+    pub fn reuse_root(&self) {
+        self.shared.root.state.store(0, Ordering::SeqCst);
+    }
+
+    /// Worker `index` goes to sleep unless `has_work` (checked after announcing) finds work.
+    pub fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) {
+        self.shared.sleep.sleep(index, has_work)
+    }
+
+    /// Work published for any worker (the injector's notify).
+    pub fn notify_one_strict(&self) {
+        self.shared.sleep.notify_one_strict(0)
+    }
+
+    /// Work published for the driving thread (root wake, local job, frame completion).
+    pub fn notify_driver(&self) {
+        self.shared.sleep.notify_driver()
+    }
+}
+
+/// A bare job header, for the job state machine.
+pub struct JobState {
+    header: Header,
+}
+
+pub const STATE_SCHEDULED: usize = SCHEDULED;
+pub const STATE_RUNNING: usize = RUNNING;
+
+impl JobState {
+    pub fn new(initial: usize) -> JobState {
+        JobState {
+            header: Header::new(
+                &crate::job::raw::ROOT_VTABLE,
+                JobKind::Any,
+                None,
+                ptr::null(),
+                initial,
+            ),
+        }
+    }
+    /// A wake: `true` if the waker must enqueue the job.
+    pub fn wake(&self) -> bool {
+        self.header.transition_to_scheduled()
+    }
+    /// A worker dequeues the job: `true` if it may poll it.
+    pub fn start_poll(&self) -> bool {
+        self.header.transition_to_running()
+    }
+    /// The poll returned `Pending`: `true` if the worker must enqueue the job again.
+    pub fn end_poll_pending(&self) -> bool {
+        self.header.transition_to_idle() == AfterPoll::Requeue
+    }
+    pub fn state(&self) -> usize {
+        self.header.state.load(Ordering::SeqCst)
+    }
+}
+
+/// A real job (`Job<F>` with its vtable) outside any arena, with its real handle.
+pub struct OutputJob<F: Future> {
+    job: Box<Job<F>>,
+}
+
+// SAFETY: test wrapper; the models share it only between the completer and the handle, as the
+// scheduler does.
+unsafe impl<F: Future + Send> Sync for OutputJob<F> where F::Output: Send {}
+// SAFETY: as above.
+unsafe impl<F: Future + Send> Send for OutputJob<F> where F::Output: Send {}
+
+impl<F: Future> OutputJob<F> {
+    pub fn new(sched: &Scheduler, future: F) -> OutputJob<F> {
+        let header = Header::new(
+            &Job::<F>::VTABLE,
+            JobKind::Any,
+            None,
+            Arc::as_ptr(&sched.shared),
+            SCHEDULED,
+        );
+        OutputJob { job: Box::new(Job::new(header, future)) }
+    }
+
+    fn job_ref(&self) -> JobRef {
+        JobRef(NonNull::from(&self.job.header))
+    }
+
+    /// The job's handle, as `Frame::spawn` returns it.
+    pub fn handle(&self) -> JobHandle<'_, F::Output> {
+        JobHandle::new(self.job_ref())
+    }
+
+    /// What a worker does with the job, on worker 0: poll it once with `waker` and, when it
+    /// finishes, run the completion bookkeeping. Returns whether it finished.
+    pub fn run_on_worker0(&self, sched: &Scheduler, waker: &Waker) -> bool {
+        let job = self.job_ref();
+        // SAFETY: the job is live (boxed) for the model's duration.
+        let h = unsafe { job.header() };
+        if !h.transition_to_running() {
+            return false;
+        }
+        let mut cx = Context::from_waker(waker);
+        // SAFETY: we hold RUNNING.
+        match unsafe { (h.vtable.poll)(job.0, &mut cx) } {
+            PollOutcome::Pending => {
+                let _ = h.transition_to_idle();
+                false
+            }
+            PollOutcome::Ready => {
+                // SAFETY: the model plays worker 0 of `sched` and the job just finished.
+                unsafe { worker::complete(&sched.shared, 0, job, false) };
+                true
+            }
+            PollOutcome::Panicked(p) => std::panic::resume_unwind(p),
+        }
+    }
+
+    /// Frame end: drops outputs nobody took.
+    ///
+    /// # Safety
+    /// Every thread that touched the job has been joined.
+    pub unsafe fn end_frame(&self, sched: &Scheduler) {
+        // SAFETY: the caller joined every thread.
+        unsafe { worker::sweep_outputs(&sched.shared) };
+    }
+}
+
+/// A counter outside any arena.
+pub struct CounterModel {
+    inner: CounterInner,
+}
+
+impl CounterModel {
+    pub fn new() -> CounterModel {
+        CounterModel { inner: CounterInner::new(ptr::null()) }
+    }
+    pub fn counter(&self) -> Counter<'_> {
+        Counter { inner: &self.inner }
+    }
+}
+
+/// Polls a future once with `waker`.
+pub fn poll_once<F: Future + ?Sized>(fut: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(waker))
+}
+
+/// Awaits the counter through its real future.
+pub fn counter_wait(c: Counter<'_>) -> crate::CounterWait<'_> {
+    c.into_future()
+}
+
+/// A wake-cell pool, whose cells point at a scheduler's root header.
+pub struct CellPoolModel {
+    pool: CellPool,
+}
+
+impl CellPoolModel {
+    pub fn new() -> CellPoolModel {
+        CellPoolModel { pool: CellPool::new() }
+    }
+
+    /// What cloning the root's borrowed waker does: a cell with one owned waker.
+    pub fn waker_for_root(&mut self, sched: &Scheduler) -> Waker {
+        let cell = self.pool.acquire(&sched.shared.root);
+        // SAFETY: the cell was just acquired; its reference goes to the waker.
+        unsafe { crate::waker::owned_waker(cell) }
+    }
+
+    /// Frame end.
+    ///
+    /// # Safety
+    /// No job of the frame will be polled again.
+    pub unsafe fn orphan_all(&mut self) {
+        // SAFETY: the caller's promise.
+        unsafe { self.pool.orphan_all() }
+    }
+}
+
+impl Drop for CellPoolModel {
+    fn drop(&mut self) {
+        self.pool.free_all();
+    }
+}

@@ -1,0 +1,50 @@
+//! Loom model 5: work that arrives while a worker decides to park always gets run: no lost
+//! unpark. Loom reports a deadlock if a worker sleeps through the notification.
+//!
+//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_parking`
+#![cfg(loom)]
+
+use frame_scheduler::loom_api::Scheduler;
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+
+/// A background worker parks while another thread injects work for anyone.
+#[test]
+fn injected_work_wakes_a_parking_worker() {
+    loom::model(|| {
+        let sched = Arc::new(Scheduler::new(2));
+        let work = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (sched, work) = (sched.clone(), work.clone());
+            thread::spawn(move || {
+                while !work.load(Ordering::SeqCst) {
+                    sched.sleep(1, || work.load(Ordering::SeqCst));
+                }
+            })
+        };
+        work.store(true, Ordering::SeqCst);
+        sched.notify_one_strict();
+        worker.join().unwrap();
+    });
+}
+
+/// The driving thread parks while a worker finishes the frame's last job.
+#[test]
+fn frame_completion_wakes_a_parking_driver() {
+    loom::model(|| {
+        let sched = Arc::new(Scheduler::new(2));
+        let done = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (sched, done) = (sched.clone(), done.clone());
+            thread::spawn(move || {
+                done.store(true, Ordering::SeqCst);
+                sched.notify_driver();
+            })
+        };
+        while !done.load(Ordering::SeqCst) {
+            sched.sleep(0, || done.load(Ordering::SeqCst));
+        }
+        worker.join().unwrap();
+    });
+}
