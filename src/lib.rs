@@ -28,6 +28,60 @@
 //! assert!(skeletons.iter().all(|&b| b == 3));
 //! ```
 //!
+//! # What the compiler refuses
+//! The frame's safety rests on lifetimes and `Send`; these programs must not compile.
+//!
+//! A job borrowing data that does not outlive `run_frame` (here, a local of the root future):
+//! ```compile_fail
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! scheduler.run_frame(async |frame| {
+//!     let local = vec![1, 2, 3];
+//!     frame.spawn(async { local.len() }).await
+//! });
+//! ```
+//! A future that is not `Send` given to `spawn` (use `spawn_local`):
+//! ```compile_fail
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! use std::rc::Rc;
+//! scheduler.run_frame(async |frame| {
+//!     frame.spawn(async {
+//!         let rc = Rc::new(1);
+//!         frame_scheduler::yield_now().await;
+//!         *rc
+//!     }).await
+//! });
+//! ```
+//! A `Counter` escaping its frame:
+//! ```compile_fail
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! let counter = scheduler.run_frame(async |frame| frame.counter());
+//! counter.done();
+//! ```
+//! A `JobHandle` escaping its frame:
+//! ```compile_fail
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! let handle = scheduler.run_frame(async |frame| frame.spawn(async { 1 }));
+//! ```
+//! Two jobs holding `&mut` to the same data:
+//! ```compile_fail
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! let mut score = 0;
+//! scheduler.run_frame(async |frame| {
+//!     frame.spawn(async { score += 1 });
+//!     frame.spawn(async { score += 1 });
+//! });
+//! ```
+//! The same two jobs on different data compile and run:
+//! ```
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+//! let (mut score, mut lives) = (0, 3);
+//! scheduler.run_frame(async |frame| {
+//!     frame.spawn(async { score += 1 });
+//!     frame.spawn(async { lives -= 1 });
+//! });
+//! assert_eq!((score, lives), (1, 2));
+//! ```
+//!
 //! # What it does not do
 //! - No fibers: a job waits by awaiting (handles, counters, any `Future`), not by switching stacks.
 //! - No work outside frames: every job belongs to the frame it was spawned in, and `run_frame`
