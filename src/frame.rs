@@ -208,6 +208,8 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 pub struct JobHandle<'frame, T> {
     job: NonNull<Header>,
     finished: bool,
+    /// Whether a poll ever put a waker in the job's awaiter slot.
+    registered: bool,
     _marker: PhantomData<(&'frame (), fn() -> T)>,
 }
 
@@ -232,6 +234,7 @@ impl<'frame, T> JobHandle<'frame, T> {
         JobHandle {
             job: job.0,
             finished: false,
+            registered: false,
             _marker: PhantomData,
         }
     }
@@ -257,6 +260,7 @@ impl<T> Future for JobHandle<'_, T> {
         );
         let h = self.header();
         let Some(state) = h.register_awaiter(cx.waker()) else {
+            self.registered = true;
             return Poll::Pending;
         };
         if state & PANICKED != 0 {
@@ -284,6 +288,17 @@ impl<T> Drop for JobHandle<'_, T> {
             return;
         }
         let h = self.header();
+        if !self.registered {
+            // The slot is empty: whoever of us and the completer comes second drops the output.
+            let before = h.detach_unregistered();
+            if before & COMPLETE != 0 && before & PANICKED == 0 {
+                // SAFETY: complete before we detached: the completer left the output to us, and
+                // nobody else takes it (the frame-end sweep skips TAKEN).
+                unsafe { (h.vtable.drop_output)(self.job) };
+                h.state.fetch_or(TAKEN, Ordering::Release);
+            }
+            return;
+        }
         let before = h.detach();
         if before & COMPLETE != 0 && before & (PANICKED | TAKEN) == 0 {
             // Complete before we detached: the completer left the output to us.

@@ -112,7 +112,7 @@ impl SchedulerBuilder {
     }
 
     /// Slots in each worker's job queue (allocated once). Jobs beyond it go to a shared
-    /// overflow list, which is slower but never allocates. Default 8192; at least 16.
+    /// overflow list, which is slower but never allocates. Default 16384; at least 16.
     pub fn queue_capacity(mut self, jobs: usize) -> Self {
         self.queue_capacity = jobs;
         self
@@ -233,7 +233,7 @@ impl Scheduler {
         SchedulerBuilder {
             workers: None,
             arena_capacity: 256 * 1024,
-            queue_capacity: 8192,
+            queue_capacity: 16384,
             pin_threads: false,
         }
     }

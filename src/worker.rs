@@ -397,10 +397,15 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // SAFETY: the header is live during the poll.
     let waker = unsafe { waker::borrowed(job.0) };
     let mut cx = Context::from_waker(&waker);
-    // SAFETY: we hold RUNNING; local jobs only come from the local queue, popped by worker 0.
-    let outcome = with_local_ok(h.kind == JobKind::Local, || unsafe {
-        (h.vtable.poll)(job.0, &mut cx)
-    });
+    // `spawn_local` is allowed only in local jobs; `local_ok` is false outside the polls of the
+    // root and of local jobs, so ordinary jobs need no thread-local write.
+    let outcome = if h.kind == JobKind::Local {
+        // SAFETY: we hold RUNNING; local jobs only come from the local queue, popped by worker 0.
+        with_local_ok(true, || unsafe { (h.vtable.poll)(job.0, &mut cx) })
+    } else {
+        // SAFETY: we hold RUNNING.
+        unsafe { (h.vtable.poll)(job.0, &mut cx) }
+    };
     match outcome {
         PollOutcome::Pending => {
             if h.transition_to_idle() == crate::job::state::AfterPoll::Requeue {
@@ -432,7 +437,7 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
             let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
                 (h.vtable.drop_output)(job.0)
             }));
-            h.state.fetch_or(TAKEN, Ordering::Release);
+            // No TAKEN bit: a detached job is on no outputs list and has no handle to look.
             if let Err(payload) = dropped {
                 shared.record_panic(payload);
             }

@@ -243,6 +243,12 @@ impl Header {
         s
     }
 
+    /// Detaches a handle that never registered a waker: the awaiter slot is empty, so one
+    /// read-modify-write settles who drops the output. Returns the state before.
+    pub(crate) fn detach_unregistered(&self) -> usize {
+        self.state.fetch_or(DETACHED, Ordering::AcqRel)
+    }
+
     /// Releases the lock taken by `detach`, adding `extra` bits (e.g. `TAKEN`).
     pub(crate) fn unlock_detached(&self, extra: usize) {
         let _ = self
