@@ -162,13 +162,11 @@ fn skin(chunk: &mut [Skeleton]) -> f32 {
     for s in chunk {
         let mut parent = [0.0f32; 4];
         for i in 0..BONES {
-            for k in 0..4 {
-                s.world[i][k] = parent[k] * 0.5 + s.local[i][k];
+            for (k, p) in parent.iter().enumerate() {
+                s.world[i][k] = p * 0.5 + s.local[i][k];
             }
             parent = s.world[i];
-            for k in 0..4 {
-                s.skin[i][k] = s.world[i][k] * 0.98;
-            }
+            s.skin[i] = s.world[i].map(|w| w * 0.98);
         }
         sway = sway.max(s.skin[BONES - 1][0].abs());
     }

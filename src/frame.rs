@@ -13,7 +13,7 @@ use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
 
 use crate::counter::{Counter, CounterInner, counter_ptr};
-use crate::job::state::{COMPLETE, DETACHED, PANICKED, SCHEDULED, TAKEN};
+use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::sync::{Ordering, lock};
 use crate::worker::{self, Counts, Shared};
@@ -83,7 +83,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         F: Future + Send + 'frame,
         F::Output: Send,
     {
-        let job = self.spawn_raw(future, JobKind::Any, None, SCHEDULED);
+        let job = self.spawn_raw(future, JobKind::Any, None, 0);
         JobHandle::new(job)
     }
 
@@ -116,7 +116,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                  run_frame or from another spawn_local job (use Frame::spawn for Send futures)"
             );
         }
-        let job = self.spawn_raw(future, JobKind::Local, None, SCHEDULED);
+        let job = self.spawn_raw(future, JobKind::Local, None, 0);
         JobHandle::new(job)
     }
 
@@ -124,9 +124,8 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     pub fn counter(&'frame self) -> Counter<'frame> {
         let inner = self.alloc(CounterInner::new(self.shared));
         // SAFETY: arena memory lives until frame end, which `'frame` cannot outlive.
-        Counter {
-            inner: unsafe { inner.as_ref() },
-        }
+        let inner = unsafe { inner.as_ref() };
+        Counter { inner }
     }
 
     /// Spawns a job that adds 1 to `counter` before it is queued and takes 1 away when it
@@ -136,7 +135,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         F: Future<Output = ()> + Send + 'frame,
     {
         counter.inner.increment();
-        self.spawn_raw(future, JobKind::Any, Some(counter), SCHEDULED | DETACHED);
+        self.spawn_raw(future, JobKind::Any, Some(counter), DETACHED);
     }
 
     /// Writes a value into the arena of the calling thread (its worker's, or the foreign arena).
@@ -158,7 +157,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         future: F,
         kind: JobKind,
         counter: Option<Counter<'frame>>,
-        initial: usize,
+        handle: u32,
     ) -> JobRef {
         let shared = self.shared;
         let header = Header::new(
@@ -166,7 +165,8 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             kind,
             counter.map(counter_ptr),
             shared,
-            initial,
+            SCHEDULED,
+            handle,
         );
         let job = Job::new(header, future);
         let cur = worker::current();
@@ -197,6 +197,9 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     }
 }
 
+/// Ties a handle to its frame, and to its output type without owning one.
+type HandleMarker<'frame, T> = (&'frame (), fn() -> T);
+
 /// A handle to a job's output: a future that yields it.
 ///
 /// Dropping the handle detaches the job: it still runs to completion within the frame and its
@@ -210,7 +213,7 @@ pub struct JobHandle<'frame, T> {
     finished: bool,
     /// Whether a poll ever put a waker in the job's awaiter slot.
     registered: bool,
-    _marker: PhantomData<(&'frame (), fn() -> T)>,
+    _marker: PhantomData<HandleMarker<'frame, T>>,
 }
 
 // SAFETY: the handle moves the output (a `T`) to whichever thread awaits it, so it may move
@@ -246,7 +249,7 @@ impl<'frame, T> JobHandle<'frame, T> {
 
     /// Whether the job has finished (or panicked). Never blocks.
     pub fn is_finished(&self) -> bool {
-        self.header().state.load(Ordering::Acquire) & COMPLETE != 0
+        self.header().handle.load(Ordering::Acquire) & DONE != 0
     }
 }
 
@@ -275,7 +278,7 @@ impl<T> Future for JobHandle<'_, T> {
         // handle takes it, once, and DETACHED is not set while the handle lives), and `out`
         // is a valid `T` slot.
         unsafe { (h.vtable.take_output)(self.job, out.as_mut_ptr().cast()) };
-        h.state.fetch_or(TAKEN, Ordering::Release);
+        h.handle.fetch_or(TAKEN, Ordering::Release);
         self.finished = true;
         // SAFETY: `take_output` wrote it.
         Poll::Ready(unsafe { out.assume_init() })
@@ -291,16 +294,16 @@ impl<T> Drop for JobHandle<'_, T> {
         if !self.registered {
             // The slot is empty: whoever of us and the completer comes second drops the output.
             let before = h.detach_unregistered();
-            if before & COMPLETE != 0 && before & PANICKED == 0 {
+            if before & DONE != 0 && before & PANICKED == 0 {
                 // SAFETY: complete before we detached: the completer left the output to us, and
                 // nobody else takes it (the frame-end sweep skips TAKEN).
                 unsafe { (h.vtable.drop_output)(self.job) };
-                h.state.fetch_or(TAKEN, Ordering::Release);
+                h.handle.fetch_or(TAKEN, Ordering::Release);
             }
             return;
         }
         let before = h.detach();
-        if before & COMPLETE != 0 && before & (PANICKED | TAKEN) == 0 {
+        if before & DONE != 0 && before & (PANICKED | TAKEN) == 0 {
             // Complete before we detached: the completer left the output to us.
             struct Unlock<'a>(&'a Header);
             impl Drop for Unlock<'_> {

@@ -97,11 +97,11 @@
 )]
 
 mod counter;
+mod frame;
+mod job;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_api;
-mod frame;
-mod job;
 mod scheduler;
 mod sleep;
 mod stats;

@@ -1,7 +1,11 @@
 //! Test-only handles on the crate's concurrency protocols, for the loom models in
 //! `tests/loom_*.rs` (built only under `--cfg loom`). Each wrapper calls the very code the
 //! scheduler runs; nothing here re-implements a protocol.
-#![allow(missing_docs, missing_debug_implementations, clippy::new_without_default)]
+#![allow(
+    missing_docs,
+    missing_debug_implementations,
+    clippy::new_without_default
+)]
 
 use core::future::{Future, IntoFuture};
 use core::pin::Pin;
@@ -30,7 +34,7 @@ impl Scheduler {
     }
 
     /// The root header's state bits.
-    pub fn root_state(&self) -> usize {
+    pub fn root_state(&self) -> u32 {
         self.shared.root.state.load(Ordering::SeqCst)
     }
 
@@ -60,11 +64,11 @@ pub struct JobState {
     header: Header,
 }
 
-pub const STATE_SCHEDULED: usize = SCHEDULED;
-pub const STATE_RUNNING: usize = RUNNING;
+pub const STATE_SCHEDULED: u32 = SCHEDULED;
+pub const STATE_RUNNING: u32 = RUNNING;
 
 impl JobState {
-    pub fn new(initial: usize) -> JobState {
+    pub fn new(initial: u32) -> JobState {
         JobState {
             header: Header::new(
                 &crate::job::raw::ROOT_VTABLE,
@@ -72,6 +76,7 @@ impl JobState {
                 None,
                 ptr::null(),
                 initial,
+                0,
             ),
         }
     }
@@ -79,15 +84,15 @@ impl JobState {
     pub fn wake(&self) -> bool {
         self.header.transition_to_scheduled()
     }
-    /// A worker dequeues the job: `true` if it may poll it.
-    pub fn start_poll(&self) -> bool {
+    /// A worker dequeues the job and starts polling it.
+    pub fn start_poll(&self) {
         self.header.transition_to_running()
     }
     /// The poll returned `Pending`: `true` if the worker must enqueue the job again.
     pub fn end_poll_pending(&self) -> bool {
         self.header.transition_to_idle() == AfterPoll::Requeue
     }
-    pub fn state(&self) -> usize {
+    pub fn state(&self) -> u32 {
         self.header.state.load(Ordering::SeqCst)
     }
 }
@@ -111,8 +116,11 @@ impl<F: Future> OutputJob<F> {
             None,
             Arc::as_ptr(&sched.shared),
             SCHEDULED,
+            0,
         );
-        OutputJob { job: Box::new(Job::new(header, future)) }
+        OutputJob {
+            job: Box::new(Job::new(header, future)),
+        }
     }
 
     fn job_ref(&self) -> JobRef {
@@ -130,9 +138,7 @@ impl<F: Future> OutputJob<F> {
         let job = self.job_ref();
         // SAFETY: the job is live (boxed) for the model's duration.
         let h = unsafe { job.header() };
-        if !h.transition_to_running() {
-            return false;
-        }
+        h.transition_to_running();
         let mut cx = Context::from_waker(waker);
         // SAFETY: we hold RUNNING.
         match unsafe { (h.vtable.poll)(job.0, &mut cx) } {
@@ -166,7 +172,9 @@ pub struct CounterModel {
 
 impl CounterModel {
     pub fn new() -> CounterModel {
-        CounterModel { inner: CounterInner::new(ptr::null()) }
+        CounterModel {
+            inner: CounterInner::new(ptr::null()),
+        }
     }
     pub fn counter(&self) -> Counter<'_> {
         Counter { inner: &self.inner }
@@ -190,7 +198,9 @@ pub struct CellPoolModel {
 
 impl CellPoolModel {
     pub fn new() -> CellPoolModel {
-        CellPoolModel { pool: CellPool::new() }
+        CellPoolModel {
+            pool: CellPool::new(),
+        }
     }
 
     /// What cloning the root's borrowed waker does: a cell with one owned waker.

@@ -368,9 +368,7 @@ fn poll_root<Fut: Future>(
     root: &mut Option<Fut>,
     output: &mut Option<Fut::Output>,
 ) {
-    if !shared.root.transition_to_running() {
-        return;
-    }
+    shared.root.transition_to_running();
     // SAFETY: the root header lives in `Shared`, which outlives the frame.
     let waker = unsafe { waker::borrowed(root_header) };
     let mut cx = Context::from_waker(&waker);
@@ -395,7 +393,8 @@ fn poll_root<Fut: Future>(
             true
         }
     };
-    shared.root.transition_to_complete(finished);
+    let _ = finished;
+    shared.root.transition_to_complete();
     // Drop the root future in place now: its handles detach, its counters' waits end.
     if let Err(payload) =
         worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| *root = None)))
@@ -412,25 +411,46 @@ fn poll_root<Fut: Future>(
 ///    counted, so no worker touches its local state until the next frame.
 unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
     let mut used = 0;
-    let mut kept = 0;
+    let mut grew = false;
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1.
         w.local.with_mut(|l| unsafe {
             let l = &mut *l;
             l.cells.orphan_all();
-            let frame_used = arena_used(&l.arena);
-            used += frame_used;
-            reset_arena(&mut l.arena, frame_used);
-            kept += l.arena.chunk_capacity();
+            used += arena_used(&l.arena);
+            grew |= arena_chunks(&l.arena) > 1;
+        });
+    }
+    // `Bump::reset` keeps only the last chunk it allocated, so an arena that needed several
+    // chunks would free and regrow them every frame. And which worker spawns what changes from
+    // frame to frame (nested jobs land on whoever ran their parent), so once any arena has had
+    // to grow, every arena is given one chunk of twice the whole frame's use: any worker may
+    // spawn all of the next frame. From then on a steady frame allocates nothing.
+    let target = if grew { used.saturating_mul(2) } else { 0 };
+    let mut kept = 0;
+    for w in shared.workers.iter() {
+        // SAFETY: as above.
+        w.local.with_mut(|l| unsafe {
+            let arena = &mut (*l).arena;
+            if arena.allocated_bytes() < target || arena_chunks(arena) > 1 {
+                *arena = bumpalo::Bump::with_capacity(target.max(arena.allocated_bytes()));
+            } else {
+                arena.reset();
+            }
+            kept += arena.chunk_capacity();
         });
     }
     {
         let mut foreign = lock(&shared.foreign);
         // SAFETY: (1): no foreign thread holds `&Frame` any more.
         unsafe { foreign.cells.orphan_all() };
-        let frame_used = arena_used(&foreign.arena);
-        used += frame_used;
-        reset_arena(&mut foreign.arena, frame_used);
+        let foreign_used = arena_used(&foreign.arena);
+        used += foreign_used;
+        if arena_chunks(&foreign.arena) > 1 {
+            foreign.arena = bumpalo::Bump::with_capacity(foreign_used.saturating_mul(2));
+        } else {
+            foreign.arena.reset();
+        }
         kept += foreign.arena.chunk_capacity();
     }
     // The root's cell, if it had one, was orphaned with the pool that handed it out.
@@ -442,17 +462,9 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
     (used, kept)
 }
 
-/// Resets an arena for the next frame. `Bump::reset` keeps only the last chunk it allocated; an
-/// arena that needed several chunks this frame would free and grow them again every frame, so
-/// it is replaced by one chunk of twice this frame's use instead. Steady frames allocate nothing.
-fn reset_arena(arena: &mut bumpalo::Bump, used: usize) {
-    // SAFETY: we only count chunks, not read them.
-    let chunks = unsafe { arena.iter_allocated_chunks_raw() }.count();
-    if chunks > 1 {
-        *arena = bumpalo::Bump::with_capacity(used.saturating_mul(2));
-    } else {
-        arena.reset();
-    }
+fn arena_chunks(arena: &bumpalo::Bump) -> usize {
+    // SAFETY: we only count the chunks, not read them.
+    unsafe { arena.iter_allocated_chunks_raw() }.count()
 }
 
 fn arena_used(arena: &bumpalo::Bump) -> usize {
@@ -469,8 +481,8 @@ impl Drop for Scheduler {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
-        // SAFETY: no frame runs and every thread is joined: the pools are ours alone.
         for w in self.shared.workers.iter() {
+            // SAFETY: no frame runs and every thread is joined: the pools are ours alone.
             w.local.with_mut(|l| unsafe { (*l).cells.free_all() });
         }
         lock(&self.shared.foreign).cells.free_all();

@@ -71,12 +71,10 @@ impl Sleep {
         slot.sleeping.store(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if has_work() {
-            if slot.sleeping.swap(false, Ordering::SeqCst) {
-                self.sleepers.fetch_sub(1, Ordering::SeqCst);
-                return;
-            }
-            // A notifier already claimed us: its token is on the way; consume it below.
+        // If a notifier already claimed us, its token is on the way: consume it below.
+        if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            return;
         }
         let mut token = lock(&slot.token);
         while !*token {

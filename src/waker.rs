@@ -14,7 +14,7 @@ use core::task::{RawWaker, RawWakerVTable, Waker};
 use std::mem::ManuallyDrop;
 
 use crate::job::Header;
-use crate::sync::{AtomicUsize, Ordering, UnsafeCell, spin_loop};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 use crate::worker::Shared;
 
 /// Whom to wake when a handle's job or a counter is done: a job of the same frame, named by its
@@ -78,7 +78,8 @@ const REF_ONE: usize = 1 << 16;
 /// # Invariants
 /// 1. While `ORPHANED` is clear, `target` is a live header of the running frame.
 /// 2. `ORPHANED` is set (by the driver at frame end) before that frame's arenas are reset, and
-///    the driver then waits until no wake is in progress (`WAKING` count zero).
+///    the driver then waits, holding a reference of its own so the cell cannot be freed under
+///    it, until no wake is in progress (`WAKING` count zero).
 /// 3. A cell with `ORPHANED` set is owned by its wakers: the one that drops the last reference
 ///    frees it. A cell reaching frame end with no reference goes back to its pool.
 /// 4. `next` is touched only by the pool/list that owns the cell (one thread at a time).
@@ -172,19 +173,23 @@ impl CellPool {
             let c = unsafe { cell.as_ref() };
             // SAFETY: pool invariant 1: only we touch `next` of our cells.
             cur = c.next.with(|n| unsafe { *n });
-            let before = c.state.fetch_or(ORPHANED, Ordering::AcqRel);
-            // Cell invariant 2: let wakes that started before the orphaning finish.
+            // Orphan it and hold a reference of our own while we wait (cell invariant 2): a
+            // waker dropping the last of *its* references meanwhile must not free the cell
+            // under us. ORPHANED is clear before, so adding it sets it.
+            c.state.fetch_add(ORPHANED + REF_ONE, Ordering::AcqRel);
             let mut spins = 0;
             while c.state.load(Ordering::Acquire) & WAKING_MASK != 0 {
                 crate::job::header::backoff(&mut spins);
             }
-            if before < REF_ONE {
-                // No waker points here, and (1) none can appear: recycle it.
+            let before = c.state.fetch_sub(REF_ONE, Ordering::AcqRel);
+            if before & !WAKING_MASK == ORPHANED | REF_ONE {
+                // Ours was the last reference, and (1) no new one can appear: recycle it.
                 c.state.store(0, Ordering::Relaxed);
                 // SAFETY: pool invariant 1.
                 c.next.with_mut(|n| unsafe { *n = self.free });
                 self.free = cell.as_ptr();
             }
+            // Otherwise its wakers own it now; the last one dropped frees it.
         }
     }
 
@@ -307,17 +312,8 @@ unsafe fn owned_drop(data: *const ()) {
     // SAFETY: we own a reference, so the cell is live (cell invariant 3).
     let before = unsafe { (*cell).state.fetch_sub(REF_ONE, Ordering::AcqRel) };
     if before & !WAKING_MASK == ORPHANED | REF_ONE {
-        // The last reference to an orphaned cell: nobody else can reach it (cell invariant 3).
-        let mut spins = 0;
-        // SAFETY: still ours until freed below.
-        while unsafe { (*cell).state.load(Ordering::Acquire) } & WAKING_MASK != 0 {
-            spins += 1;
-            if spins > 64 {
-                crate::sync::yield_thread();
-            } else {
-                spin_loop();
-            }
-        }
+        // The last reference to an orphaned cell: no waker is left, so no wake is in progress,
+        // and the pool let go of it (cell invariant 3).
         // SAFETY: cells are made by `Box::new` in `CellPool::acquire`; we hold the last reference.
         drop(unsafe { Box::from_raw(cell) });
     }

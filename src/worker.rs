@@ -138,7 +138,14 @@ impl Shared {
                 cells: CellPool::new(),
             }),
             foreign_spawned: AtomicU64::new(0),
-            root: Header::new(&crate::job::raw::ROOT_VTABLE, JobKind::Root, None, this, 0),
+            root: Header::new(
+                &crate::job::raw::ROOT_VTABLE,
+                JobKind::Root,
+                None,
+                this,
+                0,
+                DETACHED,
+            ),
             sleep: Sleep::new(workers),
             first_panic: Mutex::new(None),
             panics: AtomicUsize::new(0),
@@ -391,9 +398,7 @@ pub(crate) fn enqueue(shared: &Shared, job: JobRef) {
 pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // SAFETY: a queued job is live (header invariant 1).
     let h = unsafe { job.header() };
-    if !h.transition_to_running() {
-        return;
-    }
+    h.transition_to_running();
     // SAFETY: the header is live during the poll.
     let waker = unsafe { waker::borrowed(job.0) };
     let mut cx = Context::from_waker(&waker);
@@ -429,19 +434,20 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
 pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panicked: bool) {
     // SAFETY: the job is live until our `completed` store below.
     let h = unsafe { job.header() };
-    let prev = h.transition_to_complete(panicked);
-    if !panicked {
+    h.transition_to_complete();
+    let prev = h.publish_output(panicked);
+    if !panicked && h.vtable.output_needs_drop {
         if prev & DETACHED != 0 {
-            // Nobody will take it: drop it now, on this thread.
-            // SAFETY: DETACHED was set before COMPLETE, so the output is ours alone.
+            // Nobody will take it: drop it now, on this thread. No TAKEN bit: a detached job
+            // is on no outputs list and has no handle left to look.
+            // SAFETY: DETACHED was set before DONE, so the output is ours alone.
             let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
                 (h.vtable.drop_output)(job.0)
             }));
-            // No TAKEN bit: a detached job is on no outputs list and has no handle to look.
             if let Err(payload) = dropped {
                 shared.record_panic(payload);
             }
-        } else if h.vtable.output_needs_drop {
+        } else {
             // The handle may never take it (it could be forgotten): remember it for the sweep.
             shared.workers[index].local.with_mut(|l| {
                 // SAFETY: we are worker `index` (Shared invariant 1); the job is complete, so
@@ -482,7 +488,7 @@ pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
             let header = unsafe { h.as_ref() };
             // SAFETY: (1): the completing workers are done with `next`.
             cur = header.next.with(|n| unsafe { *n });
-            let s = header.state.fetch_or(TAKEN, Ordering::AcqRel);
+            let s = header.handle.fetch_or(TAKEN, Ordering::AcqRel);
             if s & (TAKEN | PANICKED) == 0 {
                 // SAFETY: not taken by anyone, and nobody else can take it now (1).
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe {

@@ -4,10 +4,11 @@
 //!
 //! | field       | written by                                   | read by                                  |
 //! |-------------|----------------------------------------------|------------------------------------------|
-//! | `state`     | anyone holding a waker, the polling worker, the handle (atomic) | same                  |
+//! | `state`     | wakers (CAS), the dequeuing/polling worker (stores, CAS on `Pending`) | anyone       |
+//! | `handle`    | the `JobHandle`, the completing worker (RMW; see state.rs) | same                     |
 //! | `vtable`, `kind`, `counter`, `shared` | the spawning thread, before the job is published | anyone, after |
 //! | `next`      | whoever holds the lock of the list the job is on (injector, local queue), or, once `COMPLETE`, the completing worker (outputs list) and the driver at frame end | same |
-//! | `awaiter`   | whoever holds the `LOCKED` bit of `state`    | same                                     |
+//! | `awaiter`   | whoever holds the `LOCKED` bit of `handle`   | same                                     |
 //! | `wake_cell` | the thread that first clones the job's waker (CAS from null) | waker clones; the driver at frame end |
 //!
 //! Everything in a header lives in a frame arena and is only valid until that frame ends; the
@@ -22,7 +23,7 @@ use crate::waker::Wake;
 use super::JobVTable;
 use super::state::*;
 use crate::counter::CounterInner;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell, spin_loop};
+use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell, spin_loop};
 use crate::waker::WakeCell;
 use crate::worker::Shared;
 
@@ -46,16 +47,19 @@ pub(crate) enum JobKind {
 /// 2. `vtable`, `kind`, `counter` and `shared` never change after the job is published.
 /// 3. `next` and `awaiter` are accessed only under the protocols in the table above.
 /// 4. A job is in at most one queue at a time: only the thread that set `SCHEDULED` enqueues it.
+/// 5. While `SCHEDULED` is set in `state`, only the worker that dequeues the job writes `state`;
+///    while `RUNNING` is set, other threads only add `SCHEDULED` (state.rs).
 #[repr(C)]
 pub(crate) struct Header {
-    pub(crate) state: AtomicUsize,
+    pub(crate) state: AtomicU32,
+    pub(crate) handle: AtomicU32,
     pub(crate) vtable: &'static JobVTable,
-    pub(crate) kind: JobKind,
     pub(crate) next: UnsafeCell<*const Header>,
     pub(crate) awaiter: UnsafeCell<Option<Wake>>,
     pub(crate) counter: Option<NonNull<CounterInner>>,
     pub(crate) wake_cell: AtomicPtr<WakeCell>,
     pub(crate) shared: *const Shared,
+    pub(crate) kind: JobKind,
 }
 
 // SAFETY: every field is either atomic, immutable after publication (invariant 2), or guarded by
@@ -72,6 +76,10 @@ impl core::fmt::Debug for Header {
                 "state",
                 &format_args!("{:#b}", self.state.load(Ordering::Relaxed)),
             )
+            .field(
+                "handle",
+                &format_args!("{:#b}", self.handle.load(Ordering::Relaxed)),
+            )
             .field("kind", &self.kind)
             .finish_non_exhaustive()
     }
@@ -83,17 +91,19 @@ impl Header {
         kind: JobKind,
         counter: Option<NonNull<CounterInner>>,
         shared: *const Shared,
-        initial: usize,
+        state: u32,
+        handle: u32,
     ) -> Header {
         Header {
-            state: AtomicUsize::new(initial),
+            state: AtomicU32::new(state),
+            handle: AtomicU32::new(handle),
             vtable,
-            kind,
             next: UnsafeCell::new(ptr::null()),
             awaiter: UnsafeCell::new(None),
             counter,
             wake_cell: AtomicPtr::new(ptr::null_mut()),
             shared,
+            kind,
         }
     }
 
@@ -117,24 +127,16 @@ impl Header {
         }
     }
 
-    /// Takes the job out of the queue into the running state. Returns `false` if it is already
-    /// complete (it cannot be: a complete job is never queued) — kept as a check.
-    pub(crate) fn transition_to_running(&self) -> bool {
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            debug_assert!(s & RUNNING == 0, "a queued job is being polled twice");
-            if s & COMPLETE != 0 {
-                return false;
-            }
-            let next = (s & !SCHEDULED) | RUNNING;
-            match self
-                .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(actual) => s = actual,
-            }
-        }
+    /// Takes a dequeued job into the running state: a plain store (invariant 5: while
+    /// `SCHEDULED` is set nobody else writes the word, and wakers that read `SCHEDULED` do
+    /// nothing, which is right: the poll about to start serves their wake).
+    pub(crate) fn transition_to_running(&self) {
+        debug_assert_eq!(
+            self.state.load(Ordering::Relaxed) & (SCHEDULED | RUNNING | COMPLETE),
+            SCHEDULED,
+            "a job was dequeued that is not scheduled, or is running or complete"
+        );
+        self.state.store(RUNNING, Ordering::Relaxed);
     }
 
     /// Ends a poll that returned `Pending`.
@@ -156,42 +158,41 @@ impl Header {
         }
     }
 
-    /// Ends the last poll: the output is stored (or the future panicked). Returns the state
-    /// before the transition, so the caller knows whether the handle is gone or waits.
-    pub(crate) fn transition_to_complete(&self, panicked: bool) -> usize {
-        let add = if panicked {
-            COMPLETE | PANICKED
-        } else {
-            COMPLETE
-        };
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            let next = (s & !(RUNNING | SCHEDULED)) | add;
-            match self
-                .state
-                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return s,
-                Err(actual) => s = actual,
-            }
-        }
+    /// Ends the last poll: a plain store (invariant 5: a concurrent wake can only have added
+    /// `SCHEDULED`, which completion rightly erases; later wakes see `COMPLETE`).
+    pub(crate) fn transition_to_complete(&self) {
+        self.state.store(COMPLETE, Ordering::Release);
     }
 
-    /// Sets `LOCKED` (spinning while someone else holds it) unless `stop` says to give up.
-    /// Returns the state seen when the lock was taken, or `Err(state)` if `stop` fired first.
-    fn lock_awaiter(&self, stop: impl Fn(usize) -> bool, extra: usize) -> Result<usize, usize> {
+    /// Publishes the output to the handle. Returns the handle word before, so the caller knows
+    /// whether the handle is gone (it must drop the output) or waits (it must wake it). A job
+    /// spawned without a handle, or whose handle is already gone, needs no read-modify-write.
+    pub(crate) fn publish_output(&self, panicked: bool) -> u32 {
+        let h = self.handle.load(Ordering::Acquire);
+        if h & DETACHED != 0 {
+            // Once set, DETACHED stays; the handle that set it saw no DONE and left the
+            // output to us.
+            return h;
+        }
+        let add = if panicked { DONE | PANICKED } else { DONE };
+        self.handle.fetch_or(add, Ordering::AcqRel)
+    }
+
+    /// Sets `LOCKED` in the handle word (spinning while someone else holds it) unless `stop`
+    /// says to give up. Returns the word seen when the lock was taken, or `Err(word)`.
+    fn lock_awaiter(&self, stop: impl Fn(u32) -> bool, extra: u32) -> Result<u32, u32> {
         let mut spins = 0u32;
-        let mut s = self.state.load(Ordering::Acquire);
+        let mut s = self.handle.load(Ordering::Acquire);
         loop {
             if stop(s) {
                 return Err(s);
             }
             if s & LOCKED != 0 {
                 backoff(&mut spins);
-                s = self.state.load(Ordering::Acquire);
+                s = self.handle.load(Ordering::Acquire);
                 continue;
             }
-            match self.state.compare_exchange_weak(
+            match self.handle.compare_exchange_weak(
                 s,
                 s | LOCKED | extra,
                 Ordering::AcqRel,
@@ -203,39 +204,41 @@ impl Header {
         }
     }
 
-    /// Registers `waker` to be woken when the job completes. Returns the state if the job is
-    /// already complete (nothing registered), or `None` once the waker is in place.
-    pub(crate) fn register_awaiter(&self, waker: &Waker) -> Option<usize> {
-        if let Err(s) = self.lock_awaiter(|s| s & COMPLETE != 0, 0) {
+    /// Registers `waker` to be woken when the job completes. Returns the handle word if the
+    /// job is already done (nothing registered), or `None` once the waker is in place.
+    pub(crate) fn register_awaiter(&self, waker: &Waker) -> Option<u32> {
+        if let Err(s) = self.lock_awaiter(|s| s & DONE != 0, 0) {
             return Some(s);
         }
         // SAFETY: we hold LOCKED (invariant 3), so nobody else touches the slot.
         self.awaiter
             .with_mut(|slot| unsafe { Wake::store(&mut *slot, waker, self.shared) });
         let prev = self
-            .state
+            .handle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                 Some((s & !LOCKED) | AWAITER)
             });
         let prev = prev.unwrap_or_else(|s| s);
-        // If the job completed while we held the lock, the completer is spinning for the lock
+        // If the job finished while we held the lock, the completer is spinning for the lock
         // and will wake our waker; report completion now so the awaiter need not wait for it.
-        (prev & COMPLETE != 0).then_some(prev)
+        (prev & DONE != 0).then_some(prev)
     }
 
-    /// Called by the completing worker after `transition_to_complete` when the previous state
-    /// had `AWAITER` or `LOCKED`: takes the awaiter's waker out, to be woken by the caller.
+    /// Called by the completing worker when `publish_output` returned `AWAITER` or `LOCKED`:
+    /// takes the awaiter out, to be woken by the caller.
     pub(crate) fn take_awaiter(&self) -> Option<Wake> {
         let _ = self.lock_awaiter(|_| false, 0);
         // SAFETY: we hold LOCKED (invariant 3).
         let waker = self.awaiter.with_mut(|slot| unsafe { (*slot).take() });
-        self.state.fetch_and(!(LOCKED | AWAITER), Ordering::Release);
+        self.handle
+            .fetch_and(!(LOCKED | AWAITER), Ordering::Release);
         waker
     }
 
-    /// Detaches the handle. Returns the state before, with `LOCKED` taken: the caller must
-    /// call `unlock_detached` after dropping the output (if it was complete and untaken).
-    pub(crate) fn detach(&self) -> usize {
+    /// Detaches a handle that registered a waker. Returns the handle word before, with `LOCKED`
+    /// taken: the caller must call `unlock_detached` after dropping the output (if it was done
+    /// and untaken).
+    pub(crate) fn detach(&self) -> u32 {
         let s = self.lock_awaiter(|_| false, DETACHED).unwrap_or_else(|s| s);
         // SAFETY: we hold LOCKED (invariant 3); the handle owns the waker it registered.
         let waker = self.awaiter.with_mut(|slot| unsafe { (*slot).take() });
@@ -244,15 +247,15 @@ impl Header {
     }
 
     /// Detaches a handle that never registered a waker: the awaiter slot is empty, so one
-    /// read-modify-write settles who drops the output. Returns the state before.
-    pub(crate) fn detach_unregistered(&self) -> usize {
-        self.state.fetch_or(DETACHED, Ordering::AcqRel)
+    /// read-modify-write settles who drops the output. Returns the handle word before.
+    pub(crate) fn detach_unregistered(&self) -> u32 {
+        self.handle.fetch_or(DETACHED, Ordering::AcqRel)
     }
 
     /// Releases the lock taken by `detach`, adding `extra` bits (e.g. `TAKEN`).
-    pub(crate) fn unlock_detached(&self, extra: usize) {
+    pub(crate) fn unlock_detached(&self, extra: u32) {
         let _ = self
-            .state
+            .handle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                 Some((s & !(LOCKED | AWAITER)) | extra)
             });

@@ -1,42 +1,52 @@
-//! The job state word: every bit a job's header can carry, and what each one means.
+//! The two state words of a job, every bit they carry, and who may change which.
 //!
-//! One `AtomicUsize` holds the whole lifecycle of a job, so every transition is a single
-//! compare-and-swap and two threads can never disagree about which of them owns the next step.
+//! A job's *scheduling* word says where the job is in its run cycle; its *handle* word says who
+//! owns its output. They are separate atomics so that the hot path, a job polled once to
+//! completion, writes the scheduling word with plain stores: while `SCHEDULED` is set only the
+//! worker that dequeued the job writes the word, and while `RUNNING` is set wakers only ever add
+//! `SCHEDULED` to it, so the poller's own transitions cannot lose anyone's update.
 //!
 //! ```text
-//!   spawn ──► SCHEDULED ──run──► RUNNING ──Ready──► COMPLETE (│ PANICKED)
-//!                ▲                  │
-//!                └──wake (idle)─────┤ Pending: idle, or re-queued at once if SCHEDULED was
-//!                                   │          set by a wake that came in during the poll
+//!   spawn ──► SCHEDULED ──dequeue (store)──► RUNNING ──Ready (store)──► COMPLETE
+//!                ▲                              │
+//!                └──wake (CAS, when idle)───────┤ Pending (CAS): idle, or re-queued at once
+//!                                               │ if a wake set SCHEDULED during the poll
 //! ```
 //!
-//! | transition                    | who                      | race it avoids                          |
+//! | scheduling word               | who                      | race it avoids                          |
 //! |-------------------------------|--------------------------|-----------------------------------------|
-//! | idle → SCHEDULED, enqueue      | the waker (any thread)   | two wakes enqueue twice: only the CAS winner enqueues |
-//! | RUNNING → RUNNING│SCHEDULED    | a wake during a poll     | a wake lost while the job is being polled |
-//! | SCHEDULED → RUNNING            | the worker that dequeued | two workers polling one job             |
-//! | RUNNING → idle / re-enqueue    | the polling worker       | the re-run after a mid-poll wake happens exactly once |
-//! | RUNNING → COMPLETE             | the polling worker       | wakes after completion: they see COMPLETE and do nothing |
-//! | + DETACHED                     | the `JobHandle` on drop  | output dropped twice or never           |
-//! | + LOCKED / AWAITER             | handle poll, completion  | awaiter waker lost or read torn         |
-//! | + TAKEN                        | whoever consumes the output | the frame-end sweep dropping it again |
+//! | idle → SCHEDULED, enqueue      | a waker (CAS)            | two wakes enqueue twice: only the CAS winner enqueues |
+//! | RUNNING → RUNNING│SCHEDULED    | a wake during a poll (CAS) | a wake lost while the job is polled   |
+//! | SCHEDULED → RUNNING            | the dequeuing worker (store) | two workers polling one job: only one dequeues |
+//! | RUNNING → idle / re-enqueue    | the poller (CAS)         | the re-run after a mid-poll wake happens exactly once |
+//! | RUNNING(│SCHEDULED) → COMPLETE | the poller (store)       | wakes after completion: they see COMPLETE and do nothing |
+//!
+//! | handle word        | who                                    | race it avoids                    |
+//! |--------------------|----------------------------------------|-----------------------------------|
+//! | + DONE (│PANICKED) | the completing worker (RMW), unless DETACHED was already set | the handle missing the output |
+//! | + DETACHED         | the `JobHandle` on drop (RMW), or set at spawn (no handle) | output dropped twice or never: whoever comes second drops it |
+//! | + LOCKED / AWAITER | the handle's poll, the completer       | the awaiter's waker lost or torn  |
+//! | + TAKEN            | whoever consumes the output            | the frame-end sweep dropping it again |
 
-/// Queued, or must be queued again when the current poll ends.
-pub(crate) const SCHEDULED: usize = 1 << 0;
-/// A worker is polling the future right now.
-pub(crate) const RUNNING: usize = 1 << 1;
-/// The future has finished (its output is stored) or panicked. Never cleared within a frame.
-pub(crate) const COMPLETE: usize = 1 << 2;
-/// The future panicked: there is no output. Set together with `COMPLETE`.
-pub(crate) const PANICKED: usize = 1 << 3;
-/// Nobody will take the output: the handle was dropped, or the job was spawned without one.
-pub(crate) const DETACHED: usize = 1 << 4;
-/// The output was moved out or dropped; the frame-end sweep must leave it alone.
-pub(crate) const TAKEN: usize = 1 << 5;
-/// The awaiter slot holds a waker.
-pub(crate) const AWAITER: usize = 1 << 6;
-/// Somebody is reading or writing the awaiter slot; others spin until it is clear.
-pub(crate) const LOCKED: usize = 1 << 7;
+/// Scheduling word: queued, or must be queued again when the current poll ends.
+pub(crate) const SCHEDULED: u32 = 1 << 0;
+/// Scheduling word: a worker is polling the future right now.
+pub(crate) const RUNNING: u32 = 1 << 1;
+/// Scheduling word: the future has finished or panicked. Never cleared within a frame.
+pub(crate) const COMPLETE: u32 = 1 << 2;
+
+/// Handle word: the job finished; its output is stored unless `PANICKED`.
+pub(crate) const DONE: u32 = 1 << 0;
+/// Handle word: the future panicked: there is no output. Set together with `DONE`.
+pub(crate) const PANICKED: u32 = 1 << 1;
+/// Handle word: nobody will take the output: the handle was dropped, or there never was one.
+pub(crate) const DETACHED: u32 = 1 << 2;
+/// Handle word: the output was moved out or dropped; the frame-end sweep must leave it alone.
+pub(crate) const TAKEN: u32 = 1 << 3;
+/// Handle word: the awaiter slot holds a waker.
+pub(crate) const AWAITER: u32 = 1 << 4;
+/// Handle word: somebody is reading or writing the awaiter slot; others spin until it is clear.
+pub(crate) const LOCKED: u32 = 1 << 5;
 
 /// What a worker should do after a poll returned `Pending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

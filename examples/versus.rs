@@ -1,0 +1,395 @@
+//! frame-scheduler against rayon, tokio, async-executor and bevy_tasks, side by side, without
+//! criterion: the workloads of the benches (`benches/common/mod.rs`, shared), each on every
+//! system with the same thread count, printed as markdown tables of median and p90 nanoseconds
+//! per job, the ratio of each peer to frame-scheduler, and heap allocations per job counted by
+//! a counting global allocator.
+//!
+//! ```text
+//! cargo run --release --example versus [-- --threads N] [--frames N]
+//! ```
+//! `--threads` defaults to `BENCH_THREADS`, else 2; `--frames` (default 200) is the most
+//! samples per cell, each cell also stopping after 1.5 s.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System as SystemAlloc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{System, Systems, Workload};
+use frame_scheduler::Scheduler;
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator
+
+/// Counts allocation calls and bytes while `COUNTING` is set, from every thread.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn count(bytes: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only
+// atomics and never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, which we pass on.
+        unsafe { SystemAlloc.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { SystemAlloc.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size);
+        // SAFETY: as for `alloc`; `ptr` came from this allocator, that is, from `System`.
+        unsafe { SystemAlloc.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, that is, from `System`.
+        unsafe { SystemAlloc.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/// Frames run with the allocator counting, after warm-up.
+const ALLOC_FRAMES: u64 = 5;
+/// A sample is at least this long: faster frames are timed in batches.
+const MIN_SAMPLE: Duration = Duration::from_micros(20);
+/// Most time spent on one cell's timed samples.
+const CELL_BUDGET: Duration = Duration::from_millis(1500);
+/// Fewest samples per cell, whatever the budget.
+const MIN_SAMPLES: usize = 15;
+
+/// One system on one workload.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    median_ns: f64,
+    p90_ns: f64,
+    allocs: f64,
+    bytes: f64,
+}
+
+/// Warms up, times up to `max_samples` samples of `run` (one frame, or a batch of frames
+/// when a frame is shorter than `MIN_SAMPLE`), and counts allocations over `ALLOC_FRAMES`.
+fn measure(units: u64, max_samples: usize, run: &mut dyn FnMut()) -> Cell {
+    // Warm-up: at least 10 frames and 100 ms, at most 500 ms; also sizes the batch.
+    let start = Instant::now();
+    let mut frames = 0u32;
+    while frames < 10
+        || (start.elapsed() < Duration::from_millis(100) && frames < 1_000_000)
+            && start.elapsed() < Duration::from_millis(500)
+    {
+        run();
+        frames += 1;
+    }
+    let per_frame = start.elapsed() / frames;
+    let batch = (MIN_SAMPLE.as_nanos() / per_frame.as_nanos().max(1)).max(1) as u32;
+
+    let mut samples = Vec::with_capacity(max_samples);
+    let start = Instant::now();
+    while samples.len() < max_samples
+        && (samples.len() < MIN_SAMPLES || start.elapsed() < CELL_BUDGET)
+    {
+        let t = Instant::now();
+        for _ in 0..batch {
+            run();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / f64::from(batch) / units as f64;
+        samples.push(ns);
+    }
+    samples.sort_by(f64::total_cmp);
+    let median_ns = samples[samples.len() / 2];
+    let p90_ns = samples[(samples.len() * 9 / 10).min(samples.len() - 1)];
+
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..ALLOC_FRAMES {
+        run();
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let per = (ALLOC_FRAMES * units) as f64;
+    Cell {
+        median_ns,
+        p90_ns,
+        allocs: ALLOCS.load(Ordering::SeqCst) as f64 / per,
+        bytes: BYTES.load(Ordering::SeqCst) as f64 / per,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printing
+
+fn ns(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 1000.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn allocs(c: &Cell) -> String {
+    format!("{:.2} ({:.0} B)", c.allocs, c.bytes)
+}
+
+/// Prints a markdown table with every column padded to its widest cell; the first two columns
+/// left-aligned, the rest right-aligned.
+fn print_table(header: &[String], rows: &[Vec<String>]) {
+    let cols = header.len();
+    let width: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([header[c].chars().count(), 3])
+                .max()
+                .unwrap_or(3)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (c, cell) in cells.iter().enumerate() {
+            if c < 2 {
+                s += &format!(" {cell:<w$} |", w = width[c]);
+            } else {
+                s += &format!(" {cell:>w$} |", w = width[c]);
+            }
+        }
+        s
+    };
+    println!("{}", line(header));
+    let mut rule = String::from("|");
+    for (c, w) in width.iter().enumerate() {
+        if c < 2 {
+            rule += &format!(" {} |", "-".repeat(*w));
+        } else {
+            rule += &format!(" {}: |", "-".repeat(w - 1));
+        }
+    }
+    println!("{rule}");
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let hw = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{model}, {hw} hardware threads available, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Args {
+    threads: usize,
+    frames: usize,
+}
+
+fn parse_args() -> Args {
+    let mut threads = None;
+    let mut frames = 200;
+    let mut args = std::env::args().skip(1);
+    let number = |flag: &str, v: Option<String>| -> usize {
+        match v.as_deref().map(str::parse::<usize>) {
+            Some(Ok(n)) if n >= 1 => n,
+            _ => {
+                eprintln!("{flag} needs a whole number, at least 1; got {v:?}");
+                std::process::exit(2)
+            }
+        }
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--threads" => threads = Some(number("--threads", args.next())),
+            "--frames" => frames = number("--frames", args.next()),
+            "-h" | "--help" => {
+                println!("usage: versus [--threads N] [--frames N]   (env BENCH_THREADS)");
+                std::process::exit(0)
+            }
+            _ => {
+                if let Some(v) = a.strip_prefix("--threads=") {
+                    threads = Some(number("--threads", Some(v.to_string())));
+                } else if let Some(v) = a.strip_prefix("--frames=") {
+                    frames = number("--frames", Some(v.to_string()));
+                } else if a == "--bench" {
+                    // `cargo bench` passes it to every target; nothing to do.
+                } else {
+                    eprintln!("unknown argument {a:?}; try --help");
+                    std::process::exit(2)
+                }
+            }
+        }
+    }
+    Args {
+        threads: threads.unwrap_or_else(common::threads_from_env),
+        frames,
+    }
+}
+
+fn main() {
+    let total = Instant::now();
+    let args = parse_args();
+    let n = args.threads;
+    let mut systems = Systems::new(n);
+
+    println!("## frame-scheduler versus peers");
+    println!();
+    println!("- machine: {}", machine());
+    println!(
+        "- threads that run jobs, per system: {n} (frame-scheduler workers({n}); rayon \
+         num_threads({n}); tokio worker_threads({n}); async-executor {} thread(s) + the caller; \
+         bevy_tasks num_threads({}) + the caller)",
+        n - 1,
+        n - 1
+    );
+    println!(
+        "- per cell: warm-up, then up to {} samples (at most {:.1} s); a sample is one frame, or \
+         frames timed in a batch of at least {} µs; ns per unit = sample time / units; \
+         allocations counted over {ALLOC_FRAMES} frames",
+        args.frames,
+        CELL_BUDGET.as_secs_f64(),
+        MIN_SAMPLE.as_micros()
+    );
+    println!(
+        "- ratio = peer / frame-scheduler: above 1 means frame-scheduler is faster; `serial` \
+         and `serial-bump` are one-thread floors with no scheduler"
+    );
+    println!();
+
+    let mut results: Vec<(Workload, Vec<Option<Cell>>)> = Vec::new();
+    for workload in Workload::ALL {
+        let mut row = Vec::new();
+        for system in System::ALL {
+            if !systems.supports(workload, system) {
+                row.push(None);
+                continue;
+            }
+            systems.verify(workload, system);
+            let cell = measure(workload.units(), args.frames, &mut || {
+                systems.run(workload, system)
+            });
+            eprintln!(
+                "{:<26} {:<16} {:>10} ns/{}",
+                workload.name(),
+                system.name(),
+                ns(cell.median_ns),
+                workload.unit()
+            );
+            row.push(Some(cell));
+        }
+        results.push((workload, row));
+    }
+
+    // Scaling: frame-scheduler's throughput frame on 1 worker.
+    let mut one = Scheduler::builder()
+        .workers(1)
+        .build()
+        .expect("build frame-scheduler");
+    let scaling = measure(Workload::Throughput.units(), args.frames, &mut || {
+        common::frame_scheduler_throughput(&mut one, &mut systems.out)
+    });
+    drop(one);
+
+    // Only the systems with at least one result get a column.
+    let columns: Vec<usize> = (0..System::ALL.len())
+        .filter(|&c| results.iter().any(|(_, row)| row[c].is_some()))
+        .collect();
+    let header: Vec<String> = ["workload", "unit"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(columns.iter().map(|&c| System::ALL[c].name().to_string()))
+        .collect();
+    let fs = System::ALL
+        .iter()
+        .position(|&s| s == System::FrameScheduler)
+        .unwrap();
+    let table = |cell: &dyn Fn(&Cell, Option<&Cell>, bool) -> String| -> Vec<Vec<String>> {
+        results
+            .iter()
+            .map(|(w, row)| {
+                let base = row[fs].as_ref();
+                [w.name().to_string(), w.unit().to_string()]
+                    .into_iter()
+                    .chain(columns.iter().map(|&c| match &row[c] {
+                        Some(v) => cell(v, base, c == fs),
+                        None => "-".to_string(),
+                    }))
+                    .collect()
+            })
+            .collect()
+    };
+
+    println!("### median ns per unit (ratio peer / frame-scheduler)");
+    println!();
+    print_table(
+        &header,
+        &table(&|v, base, is_fs| match base {
+            Some(b) if !is_fs => format!("{} ({:.2}x)", ns(v.median_ns), v.median_ns / b.median_ns),
+            _ => ns(v.median_ns),
+        }),
+    );
+    println!();
+    println!("### p90 ns per unit (ratio peer / frame-scheduler)");
+    println!();
+    print_table(
+        &header,
+        &table(&|v, base, is_fs| match base {
+            Some(b) if !is_fs => format!("{} ({:.2}x)", ns(v.p90_ns), v.p90_ns / b.p90_ns),
+            _ => ns(v.p90_ns),
+        }),
+    );
+    println!();
+    println!("### heap allocations per unit (bytes per unit)");
+    println!();
+    print_table(&header, &table(&|v, _, _| allocs(v)));
+    println!();
+
+    let fs_throughput = results
+        .iter()
+        .find(|(w, _)| *w == Workload::Throughput)
+        .and_then(|(_, row)| row[fs]);
+    if let Some(multi) = fs_throughput {
+        println!(
+            "scaling, {}: frame-scheduler 1 worker {} ns/job, {n} workers {} ns/job: {:.2}x",
+            Workload::Throughput.name(),
+            ns(scaling.median_ns),
+            ns(multi.median_ns),
+            scaling.median_ns / multi.median_ns
+        );
+    }
+    println!("total run time: {:.1} s", total.elapsed().as_secs_f64());
+}
