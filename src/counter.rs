@@ -170,6 +170,23 @@ impl CounterInner {
         Ok(())
     }
 
+    /// Takes one away for a counted job that finished: a single `fetch_sub`, no retry loop,
+    /// since it pairs with the `increment` made when the job was spawned. If a stray `done()`
+    /// already took the counter to zero, the value is put back and `Err` returned.
+    pub(crate) fn job_finished(&self) -> Result<(), &'static str> {
+        match self.value.fetch_sub(1, Ordering::AcqRel) {
+            0 => {
+                self.value.fetch_add(1, Ordering::AcqRel);
+                Err(UNDERFLOW)
+            }
+            1 => {
+                self.notify_all();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self) -> CounterGuard<'_> {
         let mut spins = 0;
         while self

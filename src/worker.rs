@@ -466,7 +466,7 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
     }
     if let Some(counter) = h.counter {
         // SAFETY: counters live in the frame arena, like the job.
-        if let Err(msg) = unsafe { counter.as_ref() }.decrement() {
+        if let Err(msg) = unsafe { counter.as_ref() }.job_finished() {
             shared.record_panic(Box::new(msg));
         }
     }
