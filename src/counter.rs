@@ -10,6 +10,7 @@ use core::marker::PhantomPinned;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::waker::Wake;
@@ -94,6 +95,7 @@ impl<'frame> IntoFuture for Counter<'frame> {
                 notified: false,
             }),
             registered: false,
+            registered_ready: false,
             _pin: PhantomPinned,
         }
     }
@@ -109,8 +111,9 @@ pub(crate) const UNDERFLOW: &str = "Counter::done() called on a counter that is 
 /// 1. `waiters` and every node on it are touched only while `locked` is held.
 /// 2. Every node on the list belongs to a live, pinned `CounterWait`; a `CounterWait` takes its
 ///    node off the list (under the lock) before it is dropped.
-/// 3. Nothing here needs dropping: when the frame ends the list is empty (2) and the arena's
-///    memory is simply reused.
+/// 3. Nothing here needs dropping: the arena's memory is simply reused at frame end. The list
+///    is empty then, unless a waiting future was leaked (e.g. `Box::leak`): its node stays
+///    valid, and is never touched again since the counter is gone with its frame.
 pub(crate) struct CounterInner {
     value: AtomicUsize,
     locked: AtomicBool,
@@ -170,23 +173,6 @@ impl CounterInner {
         Ok(())
     }
 
-    /// Takes one away for a counted job that finished: a single `fetch_sub`, no retry loop,
-    /// since it pairs with the `increment` made when the job was spawned. If a stray `done()`
-    /// already took the counter to zero, the value is put back and `Err` returned.
-    pub(crate) fn job_finished(&self) -> Result<(), &'static str> {
-        match self.value.fetch_sub(1, Ordering::AcqRel) {
-            0 => {
-                self.value.fetch_add(1, Ordering::AcqRel);
-                Err(UNDERFLOW)
-            }
-            1 => {
-                self.notify_all();
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
     fn lock(&self) -> CounterGuard<'_> {
         let mut spins = 0;
         while self
@@ -201,6 +187,7 @@ impl CounterInner {
 
     /// Wakes every waiter, in batches so that no waker runs under the lock.
     fn notify_all(&self) {
+        let mut first_panic = None;
         loop {
             let mut wakers: [Option<Wake>; WAKE_BATCH] = Default::default();
             let mut n = 0;
@@ -225,12 +212,19 @@ impl CounterInner {
                     more = self.waiters.with(|head| !(*head).is_null());
                 }
             }
+            // A waker may panic (user code): wake every other waiter anyway, then pass the
+            // first panic on, so that no waiter is left asleep on a counter at zero.
             for waker in wakers.iter_mut().take(n) {
                 if let Some(w) = waker.take() {
-                    w.wake();
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| w.wake())) {
+                        first_panic.get_or_insert(p);
+                    }
                 }
             }
             if !more {
+                if let Some(p) = first_panic {
+                    resume_unwind(p);
+                }
                 return;
             }
         }
@@ -254,6 +248,8 @@ pub struct CounterWait<'frame> {
     /// Whether the node was ever put on the list. Only the owner of the future touches this,
     /// so it can be read without the lock: a node never registered is known to nobody else.
     registered: bool,
+    /// Set by `register_locked` when the wait is over.
+    registered_ready: bool,
     _pin: PhantomPinned,
 }
 
@@ -278,23 +274,47 @@ impl Future for CounterWait<'_> {
         // SAFETY: we never move out of `self`; the node stays where it is pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let counter = this.counter;
-        let node: *mut Waiter = this.node.with_mut(|n| n);
         // Fast path: zero and never registered needs no lock.
         if !this.registered && counter.value.load(Ordering::Acquire) == 0 {
             return Poll::Ready(());
         }
-        let _guard = counter.lock();
-        // SAFETY: under the lock (invariant 1); the node is pinned in `self` (invariant 2).
+        // Clone before locking, drop the old waker after unlocking: a foreign waker's clone
+        // and drop are user code and must not run under the counter's lock.
+        let mut new = Some(Wake::new(cx.waker(), counter.shared));
+        let _old = {
+            let _guard = counter.lock();
+            // SAFETY: under the lock (invariant 1); the node is pinned in `self` (invariant 2).
+            unsafe { this.register_locked(&mut new) }
+        };
+        if this.registered_ready {
+            this.registered_ready = false;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl CounterWait<'_> {
+    /// The locked part of `poll`: completes, or puts the node on the list with `new` as its
+    /// waker. Returns the waker it replaced, to be dropped after unlocking.
+    ///
+    /// # Safety
+    /// 1. The counter's lock is held.
+    /// 2. `self` is pinned (the node must not move once on the list).
+    unsafe fn register_locked(&mut self, new: &mut Option<Wake>) -> Option<Wake> {
+        let counter = self.counter;
+        let node: *mut Waiter = self.node.with_mut(|n| n);
+        // SAFETY: (1), (2); neighbours on the list are live (invariant 2).
         unsafe {
             let n = &mut *node;
             if n.notified || counter.value.load(Ordering::Acquire) == 0 {
                 if n.queued {
                     counter.unlink(node);
                 }
-                n.waker = None;
-                return Poll::Ready(());
+                self.registered_ready = true;
+                return n.waker.take();
             }
-            Wake::store(&mut n.waker, cx.waker(), counter.shared);
+            let old = core::mem::replace(&mut n.waker, new.take());
             if !n.queued {
                 counter.waiters.with_mut(|head| {
                     n.next = *head;
@@ -305,10 +325,10 @@ impl Future for CounterWait<'_> {
                     *head = node;
                 });
                 n.queued = true;
-                this.registered = true;
+                self.registered = true;
             }
+            old
         }
-        Poll::Pending
     }
 }
 

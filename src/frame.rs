@@ -179,19 +179,24 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             let job = JobRef(job.cast());
             // Counted before it is visible anywhere (see worker.rs on frame completion).
             Counts::bump(&w.counts.spawned);
-            match kind {
-                JobKind::Local => {
-                    Counts::bump(&w.counts.local);
-                    shared.push_local(job)
+            // SAFETY: the job was just written, SCHEDULED, and is on no queue; we are worker
+            // `cur.index`.
+            unsafe {
+                match kind {
+                    JobKind::Local => {
+                        Counts::bump(&w.counts.local);
+                        shared.push_local(job)
+                    }
+                    _ => shared.push(cur.index, job),
                 }
-                _ => shared.push(cur.index, job),
             }
             job
         } else {
             let job = NonNull::from(lock(&shared.foreign).arena.alloc(job));
             let job = JobRef(job.cast());
             shared.foreign_spawned.fetch_add(1, Ordering::AcqRel);
-            shared.inject(job);
+            // SAFETY: the job was just written, SCHEDULED, and is on no queue.
+            unsafe { shared.inject(job) };
             job
         }
     }
@@ -291,32 +296,20 @@ impl<T> Drop for JobHandle<'_, T> {
             return;
         }
         let h = self.header();
-        if !self.registered {
-            // The slot is empty: whoever of us and the completer comes second drops the output.
-            let before = h.detach_unregistered();
-            if before & DONE != 0 && before & PANICKED == 0 {
-                // SAFETY: complete before we detached: the completer left the output to us, and
-                // nobody else takes it (the frame-end sweep skips TAKEN).
-                unsafe { (h.vtable.drop_output)(self.job) };
-                h.handle.fetch_or(TAKEN, Ordering::Release);
-            }
-            return;
-        }
-        let before = h.detach();
+        let (before, waker) = if self.registered {
+            h.detach()
+        } else {
+            // The slot is empty: one read-modify-write settles who drops the output.
+            (h.detach_unregistered(), None)
+        };
         if before & DONE != 0 && before & (PANICKED | TAKEN) == 0 {
-            // Complete before we detached: the completer left the output to us.
-            struct Unlock<'a>(&'a Header);
-            impl Drop for Unlock<'_> {
-                fn drop(&mut self) {
-                    self.0.unlock_detached(TAKEN);
-                }
-            }
-            let _unlock = Unlock(h);
-            // SAFETY: complete, not taken, and we hold LOCKED: ours to drop.
+            // Done before we detached: the completer left the output to us. Mark it taken
+            // first, so that if its destructor panics the frame-end sweep still leaves it.
+            h.handle.fetch_or(TAKEN, Ordering::AcqRel);
+            // SAFETY: done, untaken, and DETACHED keeps everyone else away: ours to drop.
             unsafe { (h.vtable.drop_output)(self.job) };
-            return;
         }
-        h.unlock_detached(0);
+        drop(waker);
     }
 }
 

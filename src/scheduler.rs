@@ -288,17 +288,35 @@ impl Scheduler {
         let output = {
             let _enter = worker::enter(shared, 0);
             let frame = Frame::new(shared, index);
-            // The root future lives on this stack frame, pinned; it is dropped in place below,
-            // before any arena is reset.
-            let mut root = Some(worker::with_local_ok(true, || f(&frame)));
+            // The root future lives on this stack frame, pinned; it is dropped in place in
+            // `drive`, before any arena is reset. Calling `f` runs user code (a plain closure
+            // returning a future runs its body here): a panic there must not unwind past jobs
+            // it already spawned, which may borrow the caller's data.
+            let made = catch_unwind(AssertUnwindSafe(|| {
+                worker::with_local_ok(true, || f(&frame))
+            }));
+            let mut root = match made {
+                Ok(future) => Some(future),
+                Err(payload) => {
+                    shared.record_panic(payload);
+                    shared.root.transition_to_complete();
+                    None
+                }
+            };
             let mut output = None;
+            // Nothing in `drive` or `end_frame` unwinds (user code there is caught); if it did,
+            // jobs could outlive the borrows they hold, so abort instead.
+            let guard = AbortOnUnwind("run_frame's driving loop");
             drive(shared, &mut root, &mut output);
+            core::mem::forget(guard);
             output
         };
 
         // Every job is done and nothing can spawn any more: clean up the frame.
+        let guard = AbortOnUnwind("the end of a frame");
         // SAFETY: `drive` returned only once the root was done and every job had completed.
         let (arena_bytes, arena_capacity) = unsafe { end_frame(shared) };
+        core::mem::forget(guard);
         let (_, spawned_after) = shared.job_counts();
         self.stats = FrameStats {
             index,
@@ -410,15 +428,22 @@ fn poll_root<Fut: Future>(
 /// 1. The frame is over: the root future is dropped and every job has completed and been
 ///    counted, so no worker touches its local state until the next frame.
 unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
+    // First orphan every wake cell, in every pool: a cell handed out by one pool may point
+    // into any worker's arena (a stolen job), so no arena may be reset before all are orphaned.
+    for w in shared.workers.iter() {
+        // SAFETY: (1) and Shared invariant 1.
+        w.local.with_mut(|l| unsafe { (*l).cells.orphan_all() });
+    }
+    // SAFETY: (1): no job will be polled again.
+    unsafe { lock(&shared.foreign).cells.orphan_all() };
+
     let mut used = 0;
     let mut grew = false;
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1.
         w.local.with_mut(|l| unsafe {
-            let l = &mut *l;
-            l.cells.orphan_all();
-            used += arena_used(&l.arena);
-            grew |= arena_chunks(&l.arena) > 1;
+            used += arena_used(&(*l).arena);
+            grew |= arena_chunks(&(*l).arena) > 1;
         });
     }
     // `Bump::reset` keeps only the last chunk it allocated, so an arena that needed several
@@ -442,8 +467,6 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
     }
     {
         let mut foreign = lock(&shared.foreign);
-        // SAFETY: (1): no foreign thread holds `&Frame` any more.
-        unsafe { foreign.cells.orphan_all() };
         let foreign_used = arena_used(&foreign.arena);
         used += foreign_used;
         if arena_chunks(&foreign.arena) > 1 {
@@ -472,6 +495,22 @@ fn arena_used(arena: &bumpalo::Bump) -> usize {
     unsafe { arena.iter_allocated_chunks_raw() }
         .map(|(_, len)| len)
         .sum()
+}
+
+/// Aborts the process if dropped during a panic: for code that must not unwind because jobs
+/// still running elsewhere hold borrows that unwinding would end. `mem::forget` it on success.
+pub(crate) struct AbortOnUnwind(pub(crate) &'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "frame-scheduler: a panic escaped {}, where jobs may still borrow data; aborting",
+                self.0
+            );
+            std::process::abort();
+        }
+    }
 }
 
 impl Drop for Scheduler {

@@ -35,27 +35,22 @@ pub(crate) enum Wake {
 unsafe impl Send for Wake {}
 
 impl Wake {
-    /// Stores the cheapest form of `waker` in `slot`, owned by a handle or counter of a frame
-    /// of the scheduler `shared`; keeps what is there if it already wakes the same task.
-    pub(crate) fn store(slot: &mut Option<Wake>, waker: &Waker, shared: *const Shared) {
+    /// The cheapest form of `waker`, for a handle or counter of a frame of the scheduler
+    /// `shared`. Clones a foreign waker, which runs user code: call it before taking any lock.
+    pub(crate) fn new(waker: &Waker, shared: *const Shared) -> Wake {
         if ptr::eq(waker.vtable(), &BORROWED) {
             let header = waker.data().cast::<Header>();
             // SAFETY: a borrowed waker exists only during its job's poll: the header is live.
             if ptr::eq(unsafe { (*header).shared }, shared) {
                 // SAFETY: the data pointer of a borrowed waker is never null.
-                *slot = Some(Wake::Job(unsafe {
-                    NonNull::new_unchecked(header.cast_mut())
-                }));
-                return;
+                return Wake::Job(unsafe { NonNull::new_unchecked(header.cast_mut()) });
             }
         }
-        match slot {
-            Some(Wake::Other(old)) if old.will_wake(waker) => {}
-            _ => *slot = Some(Wake::Other(waker.clone())),
-        }
+        Wake::Other(waker.clone())
     }
 
-    /// Wakes the task.
+    /// Wakes the task. A foreign waker runs user code, which may panic: call it with no lock
+    /// held and no structure half updated.
     pub(crate) fn wake(self) {
         match self {
             // SAFETY: type invariant: the header is live whenever it is woken.

@@ -172,8 +172,12 @@ impl Shared {
     }
 
     /// Puts a job where any worker will find it, and wakes one if any is asleep.
-    pub(crate) fn inject(&self, job: JobRef) {
-        // SAFETY: the job was just scheduled by us and is on no list (header invariant 4).
+    ///
+    /// # Safety
+    /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
+    ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
+    pub(crate) unsafe fn inject(&self, job: JobRef) {
+        // SAFETY: (1).
         unsafe { lock(&self.injector).push_back(job) };
         self.injected.fetch_add(1, Ordering::SeqCst);
         self.sleep.notify_one_strict(0);
@@ -189,8 +193,12 @@ impl Shared {
     }
 
     /// Queues a `spawn_local` job for the driving thread and wakes it.
-    pub(crate) fn push_local(&self, job: JobRef) {
-        // SAFETY: as in `inject`.
+    ///
+    /// # Safety
+    /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
+    ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
+    pub(crate) unsafe fn push_local(&self, job: JobRef) {
+        // SAFETY: (1).
         unsafe { lock(&self.local_queue).push_back(job) };
         self.local_pending.fetch_add(1, Ordering::SeqCst);
         self.sleep.notify_driver();
@@ -205,16 +213,22 @@ impl Shared {
         Some(job)
     }
 
-    /// Pushes onto worker `index`'s own queue (the caller is that worker).
+    /// Pushes onto worker `index`'s own queue.
+    ///
+    /// # Safety
+    /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
+    ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
+    /// 2. The caller is worker `index`.
     #[inline]
-    pub(crate) fn push(&self, index: usize, job: JobRef) {
+    pub(crate) unsafe fn push(&self, index: usize, job: JobRef) {
         match self.workers[index].queue.push(job) {
             Ok(()) => {
                 if self.sleep.has_sleepers() {
                     self.sleep.notify_one(index);
                 }
             }
-            Err(job) => self.inject(job),
+            // SAFETY: (1), passed on.
+            Err(job) => unsafe { self.inject(job) },
         }
     }
 
@@ -375,17 +389,24 @@ pub(crate) unsafe fn wake_job(job: NonNull<Header>) {
 }
 
 /// Puts a job that was just marked `SCHEDULED` into the queue its kind calls for.
-pub(crate) fn enqueue(shared: &Shared, job: JobRef) {
-    // SAFETY: the caller scheduled a live job.
-    match unsafe { job.header() }.kind {
-        JobKind::Root => shared.sleep.notify_driver(),
-        JobKind::Local => shared.push_local(job),
-        JobKind::Any => {
-            let cur = current();
-            if ptr::eq(cur.shared, shared) {
-                shared.push(cur.index, job);
-            } else {
-                shared.inject(job);
+///
+/// # Safety
+/// 1. `job` is a live job of `shared`'s running frame (or its root), which the caller has just
+///    marked `SCHEDULED` and which is on no queue (header invariant 4).
+pub(crate) unsafe fn enqueue(shared: &Shared, job: JobRef) {
+    // SAFETY: (1) for every call below; `push` also needs us to be worker `cur.index`, which
+    // `current()` says we are.
+    unsafe {
+        match job.header().kind {
+            JobKind::Root => shared.sleep.notify_driver(),
+            JobKind::Local => shared.push_local(job),
+            JobKind::Any => {
+                let cur = current();
+                if ptr::eq(cur.shared, shared) {
+                    shared.push(cur.index, job);
+                } else {
+                    shared.inject(job);
+                }
             }
         }
     }
@@ -414,7 +435,9 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     match outcome {
         PollOutcome::Pending => {
             if h.transition_to_idle() == crate::job::state::AfterPoll::Requeue {
-                enqueue(shared, job);
+                // SAFETY: the job is live and still SCHEDULED by the wake that came during
+                // the poll; that waker left the enqueueing to us.
+                unsafe { enqueue(shared, job) };
             }
         }
         // SAFETY: (1) and the job just finished on this worker.
@@ -459,15 +482,22 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
             });
         }
     }
+    // Wakers are user code and may panic: catch it, so the bookkeeping below always happens
+    // (a lost `completed` count would hang the frame; an escaped panic would kill a worker).
     if prev & (AWAITER | LOCKED) != 0 {
         if let Some(waker) = h.take_awaiter() {
-            waker.wake();
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+                shared.record_panic(payload);
+            }
         }
     }
     if let Some(counter) = h.counter {
         // SAFETY: counters live in the frame arena, like the job.
-        if let Err(msg) = unsafe { counter.as_ref() }.job_finished() {
-            shared.record_panic(Box::new(msg));
+        let counter = unsafe { counter.as_ref() };
+        match catch_unwind(AssertUnwindSafe(|| counter.decrement())) {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => shared.record_panic(Box::new(msg)),
+            Err(payload) => shared.record_panic(payload),
         }
     }
     Counts::bump(&shared.workers[index].counts.completed);
@@ -478,24 +508,42 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
 /// # Safety
 /// 1. Every job of the frame is complete and accounted for (see the module docs).
 pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
-    for w in shared.workers.iter() {
-        // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
-        let mut cur = w
-            .local
-            .with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
-        while let Some(h) = NonNull::new(cur as *mut Header) {
-            // SAFETY: jobs on the list are complete and live until the arena reset.
-            let header = unsafe { h.as_ref() };
-            // SAFETY: (1): the completing workers are done with `next`.
-            cur = header.next.with(|n| unsafe { *n });
-            let s = header.handle.fetch_or(TAKEN, Ordering::AcqRel);
-            if s & (TAKEN | PANICKED) == 0 {
-                // SAFETY: not taken by anyone, and nobody else can take it now (1).
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe {
-                    (header.vtable.drop_output)(h)
-                })) {
-                    shared.record_panic(p);
-                }
+    // Take every list first: an output's destructor may spawn a job (odd, but allowed), which
+    // another worker could complete and push onto its list while we walk it. The driver then
+    // sees the new job and sweeps again later.
+    let mut lists = [ptr::null::<Header>(); 64];
+    for chunk in shared.workers.chunks(lists.len()) {
+        for (w, list) in chunk.iter().zip(lists.iter_mut()) {
+            // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
+            *list = w
+                .local
+                .with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
+        }
+        for &list in lists.iter().take(chunk.len()) {
+            // SAFETY: the lists hold complete jobs of this frame, live until the arena reset.
+            unsafe { drop_untaken(shared, list) };
+        }
+    }
+}
+
+/// Drops every output on an outputs list that nobody took.
+///
+/// # Safety
+/// 1. Every job on the list is complete and live, and the list is ours alone.
+unsafe fn drop_untaken(shared: &Shared, mut cur: *const Header) {
+    while let Some(h) = NonNull::new(cur as *mut Header) {
+        // SAFETY: (1).
+        let header = unsafe { h.as_ref() };
+        // SAFETY: (1): the completing workers are done with `next`.
+        cur = header.next.with(|n| unsafe { *n });
+        let s = header.handle.fetch_or(TAKEN, Ordering::AcqRel);
+        if s & (TAKEN | PANICKED) == 0 {
+            // SAFETY: not taken by anyone, and TAKEN now keeps everyone else away.
+            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+                (header.vtable.drop_output)(h)
+            }));
+            if let Err(p) = dropped {
+                shared.record_panic(p);
             }
         }
     }
@@ -525,6 +573,9 @@ pub(crate) fn idle_round(round: &mut u32) -> bool {
 /// The loop of a background worker thread.
 pub(crate) fn main_loop(shared: &Shared, index: usize) {
     let _enter = enter(shared, index);
+    // User code is caught where it runs; a panic out of this loop would lose the jobs in hand
+    // and hang the frame, so abort instead.
+    let guard = crate::scheduler::AbortOnUnwind("a worker thread's loop");
     let mut round = 0;
     let mut busy = false;
     loop {
@@ -544,6 +595,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             continue;
         }
         if shared.shutdown.load(Ordering::Acquire) {
+            core::mem::forget(guard);
             return;
         }
         shared.sleep.sleep(index, || {

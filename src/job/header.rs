@@ -206,26 +206,34 @@ impl Header {
 
     /// Registers `waker` to be woken when the job completes. Returns the handle word if the
     /// job is already done (nothing registered), or `None` once the waker is in place.
+    ///
+    /// The waker is cloned before `LOCKED` is taken and the old one dropped after it is
+    /// released: user code (a foreign waker's clone or drop) never runs under the lock, so a
+    /// panic there cannot leave it held.
     pub(crate) fn register_awaiter(&self, waker: &Waker) -> Option<u32> {
+        let new = Wake::new(waker, self.shared);
         if let Err(s) = self.lock_awaiter(|s| s & DONE != 0, 0) {
+            drop(new);
             return Some(s);
         }
         // SAFETY: we hold LOCKED (invariant 3), so nobody else touches the slot.
-        self.awaiter
-            .with_mut(|slot| unsafe { Wake::store(&mut *slot, waker, self.shared) });
+        let old = self
+            .awaiter
+            .with_mut(|slot| unsafe { (*slot).replace(new) });
         let prev = self
             .handle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                 Some((s & !LOCKED) | AWAITER)
             });
         let prev = prev.unwrap_or_else(|s| s);
+        drop(old);
         // If the job finished while we held the lock, the completer is spinning for the lock
         // and will wake our waker; report completion now so the awaiter need not wait for it.
         (prev & DONE != 0).then_some(prev)
     }
 
     /// Called by the completing worker when `publish_output` returned `AWAITER` or `LOCKED`:
-    /// takes the awaiter out, to be woken by the caller.
+    /// takes the awaiter out, to be woken by the caller once the lock is released.
     pub(crate) fn take_awaiter(&self) -> Option<Wake> {
         let _ = self.lock_awaiter(|_| false, 0);
         // SAFETY: we hold LOCKED (invariant 3).
@@ -235,30 +243,22 @@ impl Header {
         waker
     }
 
-    /// Detaches a handle that registered a waker. Returns the handle word before, with `LOCKED`
-    /// taken: the caller must call `unlock_detached` after dropping the output (if it was done
-    /// and untaken).
-    pub(crate) fn detach(&self) -> u32 {
+    /// Detaches a handle that registered a waker: sets `DETACHED`, takes the registered waker
+    /// out and releases the lock. Returns the handle word before and the waker, which the caller
+    /// drops (user code) with no lock held.
+    pub(crate) fn detach(&self) -> (u32, Option<Wake>) {
         let s = self.lock_awaiter(|_| false, DETACHED).unwrap_or_else(|s| s);
         // SAFETY: we hold LOCKED (invariant 3); the handle owns the waker it registered.
         let waker = self.awaiter.with_mut(|slot| unsafe { (*slot).take() });
-        drop(waker);
-        s
+        self.handle
+            .fetch_and(!(LOCKED | AWAITER), Ordering::Release);
+        (s, waker)
     }
 
     /// Detaches a handle that never registered a waker: the awaiter slot is empty, so one
     /// read-modify-write settles who drops the output. Returns the handle word before.
     pub(crate) fn detach_unregistered(&self) -> u32 {
         self.handle.fetch_or(DETACHED, Ordering::AcqRel)
-    }
-
-    /// Releases the lock taken by `detach`, adding `extra` bits (e.g. `TAKEN`).
-    pub(crate) fn unlock_detached(&self, extra: u32) {
-        let _ = self
-            .handle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
-                Some((s & !(LOCKED | AWAITER)) | extra)
-            });
     }
 }
 
