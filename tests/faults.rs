@@ -102,14 +102,18 @@ fn panicking_awaiter_waker_on_driver_is_caught_and_frame_drains() {
                     slow_done.store(true, Ordering::SeqCst);
                 });
                 // A local job (completes on this thread) whose handle was polled once with a
-                // waker that panics when woken, then forgotten.
+                // waker that panics when woken; the handle is kept until the job is done, so
+                // completing it calls that waker.
                 let mut local = frame.spawn_local(async {
                     yield_now().await;
                     1u32
                 });
                 let w = waker(&WAKE_PANICS);
                 let _ = Pin::new(&mut local).poll(&mut Context::from_waker(&w));
-                std::mem::forget(local);
+                while !local.is_finished() {
+                    yield_now().await;
+                }
+                drop(local);
             })
         }));
         let payload = result.expect_err("the waker's panic must come out of run_frame");
@@ -137,9 +141,9 @@ fn panicking_counter_waker_on_worker_is_caught_and_other_waiters_wake() {
                 let mut bad = Box::pin(c.into_future());
                 let w = waker(&WAKE_PANICS);
                 assert!(bad.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
-                std::mem::forget(bad);
                 // Second waiter: the root itself. It must still be woken.
                 c.await;
+                drop(bad);
                 c.value()
             })
         }));
