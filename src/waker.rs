@@ -232,7 +232,10 @@ pub(crate) unsafe fn owned_waker(cell: NonNull<WakeCell>) -> Waker {
 static OWNED: RawWakerVTable =
     RawWakerVTable::new(owned_clone, owned_wake, owned_wake_by_ref, owned_drop);
 
-/// Turns the borrowed waker into an owned one: finds or creates the job's cell.
+/// `clone` of a borrowed waker: turns it into an owned one, finding or creating the job's cell.
+///
+/// # Safety
+/// 1. `data` is the header pointer of a waker made by [`borrowed`], during its job's poll.
 unsafe fn borrowed_clone(data: *const ()) -> RawWaker {
     let header = data.cast::<Header>();
     // SAFETY: a borrowed waker exists only during a poll, so the header is live.
@@ -263,13 +266,25 @@ unsafe fn borrowed_clone(data: *const ()) -> RawWaker {
     })
 }
 
+/// `wake` / `wake_by_ref` of a borrowed waker.
+///
+/// # Safety
+/// As for [`borrowed_clone`].
 unsafe fn borrowed_wake(data: *const ()) {
     // SAFETY: a borrowed waker exists only during a poll, so the header is live.
     unsafe { crate::worker::wake_job(NonNull::new_unchecked(data as *mut Header)) };
 }
 
+/// `drop` of a borrowed waker: it owns nothing.
+///
+/// # Safety
+/// None needed: it touches nothing.
 unsafe fn borrowed_drop(_: *const ()) {}
 
+/// `clone` of an owned waker: one more reference to its cell.
+///
+/// # Safety
+/// 1. `data` is the cell pointer of a live owned waker (which holds a reference).
 unsafe fn owned_clone(data: *const ()) -> RawWaker {
     // SAFETY: an owned waker holds a reference, so the cell is live (cell invariant 3).
     let cell = unsafe { &*data.cast::<WakeCell>() };
@@ -280,6 +295,10 @@ unsafe fn owned_clone(data: *const ()) -> RawWaker {
     RawWaker::new(data, &OWNED)
 }
 
+/// `wake` of an owned waker: wakes, then gives up the waker's reference.
+///
+/// # Safety
+/// As for [`owned_clone`]; the waker is consumed.
 unsafe fn owned_wake(data: *const ()) {
     // SAFETY: we own a reference (this waker), which we use, then give up.
     unsafe {
@@ -288,6 +307,10 @@ unsafe fn owned_wake(data: *const ()) {
     }
 }
 
+/// `wake_by_ref` of an owned waker: wakes the job unless the cell's frame has ended.
+///
+/// # Safety
+/// As for [`owned_clone`].
 unsafe fn owned_wake_by_ref(data: *const ()) {
     // SAFETY: an owned waker holds a reference, so the cell is live (cell invariant 3).
     let cell = unsafe { &*data.cast::<WakeCell>() };
@@ -302,6 +325,10 @@ unsafe fn owned_wake_by_ref(data: *const ()) {
     cell.state.fetch_sub(WAKING_ONE, Ordering::Release);
 }
 
+/// `drop` of an owned waker: gives up its reference, freeing an orphaned cell with the last.
+///
+/// # Safety
+/// As for [`owned_clone`]; the waker is consumed.
 unsafe fn owned_drop(data: *const ()) {
     let cell = data.cast::<WakeCell>().cast_mut();
     // SAFETY: we own a reference, so the cell is live (cell invariant 3).
