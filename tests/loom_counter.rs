@@ -59,8 +59,9 @@ fn every_awaiter_is_woken() {
             let model = model.clone();
             thread::spawn(move || model.counter().done())
         };
-        let flags: Vec<_> =
-            (0..2).map(|_| std::sync::Arc::new(Flag(AtomicUsize::new(0)))).collect();
+        let flags: Vec<_> = (0..2)
+            .map(|_| std::sync::Arc::new(Flag(AtomicUsize::new(0))))
+            .collect();
         let wakers: Vec<Waker> = flags.iter().map(|f| Waker::from(f.clone())).collect();
         let mut a = pin!(counter_wait(model.counter()));
         let mut b = pin!(counter_wait(model.counter()));
@@ -69,7 +70,11 @@ fn every_awaiter_is_woken() {
         decrementer.join().unwrap();
         for (first, flag) in [(first_a, &flags[0]), (first_b, &flags[1])] {
             if first.is_pending() {
-                assert_eq!(flag.0.load(Ordering::SeqCst), 1, "an awaiter's wakeup was lost");
+                assert_eq!(
+                    flag.0.load(Ordering::SeqCst),
+                    1,
+                    "an awaiter's wakeup was lost"
+                );
             }
         }
         assert_eq!(poll_once(a.as_mut(), &wakers[0]), Poll::Ready(()));

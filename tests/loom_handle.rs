@@ -78,7 +78,11 @@ fn model(does: HandleDoes) {
                         }
                     }
                 };
-                assert_eq!(drops.load(Ordering::SeqCst), 0, "output dropped before it was taken");
+                assert_eq!(
+                    drops.load(Ordering::SeqCst),
+                    0,
+                    "output dropped before it was taken"
+                );
                 drop(out);
                 drop(handle);
             }
@@ -88,7 +92,11 @@ fn model(does: HandleDoes) {
         completer.join().unwrap();
         // SAFETY: both threads are joined.
         unsafe { job.end_frame(&sched) };
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "{does:?}: output dropped other than once");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "{does:?}: output dropped other than once"
+        );
     });
 }
 

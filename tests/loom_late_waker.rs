@@ -43,7 +43,11 @@ fn model(does: WakerDoes) {
         unsafe { pool.orphan_all() };
         sched.reuse_root();
         user.join().unwrap();
-        assert_eq!(sched.root_state(), 0, "{does:?}: a late wake reached the next frame");
+        assert_eq!(
+            sched.root_state(),
+            0,
+            "{does:?}: a late wake reached the next frame"
+        );
     });
 }
 

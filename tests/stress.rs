@@ -141,7 +141,11 @@ fn gen_node(rng: &mut Rng, id: &mut u64, depth: u32, spawn: Spawn) -> Node {
         value: rng.below(1000),
         spawn,
         panics: spawn != Spawn::Awaited && rng.below(40) == 0,
-        yields: if rng.below(4) == 0 { rng.below(3) as u8 + 1 } else { 0 },
+        yields: if rng.below(4) == 0 {
+            rng.below(3) as u8 + 1
+        } else {
+            0
+        },
         foreign_wake: rng.below(25) == 0,
         late_wake: rng.below(30) == 0,
         children,
@@ -272,7 +276,12 @@ fn run_node<'f>(
         }
         if node.foreign_wake {
             let woken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            ForeignWake { tx: tx.clone(), sent: false, woken }.await;
+            ForeignWake {
+                tx: tx.clone(),
+                sent: false,
+                woken,
+            }
+            .await;
         }
         if node.late_wake {
             LateWake { tx: tx.clone() }.await;
@@ -293,7 +302,10 @@ fn run_node<'f>(
 }
 
 /// A local subtree: the same shape, run with `spawn_local` (futures hold an `Rc`).
-fn run_local<'f>(frame: &'f Frame<'f, '_>, node: &'f Node) -> Pin<Box<dyn Future<Output = u64> + 'f>> {
+fn run_local<'f>(
+    frame: &'f Frame<'f, '_>,
+    node: &'f Node,
+) -> Pin<Box<dyn Future<Output = u64> + 'f>> {
     Box::pin(async move {
         let _token = FutureToken::new();
         let rc = Rc::new(node.value);
@@ -377,7 +389,10 @@ fn run(seed: u64, frames_per_config: u64) {
             let (local_expect, local_jobs) = local_sum(&local_tree);
 
             let side = AtomicU64::new(0);
-            let ctx = Ctx { side: &side, tx: tx.clone() };
+            let ctx = Ctx {
+                side: &side,
+                tx: tx.clone(),
+            };
             let futures_before = FUTURES_DROPPED.load(Ordering::SeqCst);
             let made_before = FUTURES_MADE.load(Ordering::SeqCst);
             let outputs_made_before = OUTPUTS_MADE.load(Ordering::SeqCst);
@@ -413,11 +428,22 @@ fn run(seed: u64, frames_per_config: u64) {
                     );
                 }
             }
-            assert_eq!(stats.panics as u64, expect.panics, "{ctx_msg}: panics reported");
-            assert_eq!(side.load(Ordering::SeqCst), expect.side_sum, "{ctx_msg}: side sum");
+            assert_eq!(
+                stats.panics as u64, expect.panics,
+                "{ctx_msg}: panics reported"
+            );
+            assert_eq!(
+                side.load(Ordering::SeqCst),
+                expect.side_sum,
+                "{ctx_msg}: side sum"
+            );
             // Jobs: every tree node is a job, counted ones add a wrapper job's worth of nothing
             // (they are one job each), plus the local tree.
-            assert_eq!(stats.jobs, expect.jobs + local_jobs, "{ctx_msg}: jobs spawned");
+            assert_eq!(
+                stats.jobs,
+                expect.jobs + local_jobs,
+                "{ctx_msg}: jobs spawned"
+            );
             assert_eq!(stats.local_jobs, local_jobs, "{ctx_msg}: local jobs");
             let made = FUTURES_MADE.load(Ordering::SeqCst) - made_before;
             let dropped = FUTURES_DROPPED.load(Ordering::SeqCst) - futures_before;
@@ -425,7 +451,10 @@ fn run(seed: u64, frames_per_config: u64) {
             assert_eq!(dropped, made, "{ctx_msg}: futures dropped exactly once");
             let outs = OUTPUTS_MADE.load(Ordering::SeqCst) - outputs_made_before;
             let outs_dropped = OUTPUTS_DROPPED.load(Ordering::SeqCst) - outputs_before;
-            assert_eq!(outs, outs_dropped, "{ctx_msg}: outputs dropped exactly once");
+            assert_eq!(
+                outs, outs_dropped,
+                "{ctx_msg}: outputs dropped exactly once"
+            );
             total_frames += 1;
         }
     }
@@ -444,15 +473,23 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-                as u64
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
                 | 1
         });
-    let frames: u64 =
-        std::env::var("STRESS_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let frames: u64 = std::env::var("STRESS_FRAMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     // Silence the expected panics' messages; failures of this program still print.
     std::panic::set_hook(Box::new(|info| {
-        let msg = info.payload().downcast_ref::<String>().map(String::as_str).unwrap_or("");
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
         if !msg.starts_with("boom ") {
             eprintln!("{info}");
         }
@@ -474,6 +511,9 @@ fn main() {
         "seed {seed}: {} heap bytes still live after every scheduler was dropped",
         live - baseline
     );
-    println!("stress: took {:.1} s; live heap back to baseline", started.elapsed().as_secs_f64());
+    println!(
+        "stress: took {:.1} s; live heap back to baseline",
+        started.elapsed().as_secs_f64()
+    );
     println!("stress: 1 passed, 0 failed");
 }
