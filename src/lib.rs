@@ -97,6 +97,7 @@
 )]
 
 mod counter;
+mod deque;
 mod frame;
 mod job;
 #[cfg(loom)]

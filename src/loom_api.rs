@@ -225,3 +225,49 @@ impl Drop for CellPoolModel {
         self.pool.free_all();
     }
 }
+
+/// A job deque whose "jobs" are numbers (never dereferenced by the deque).
+pub struct DequeModel {
+    deque: crate::deque::Deque,
+}
+
+// SAFETY: the owner-only methods are `unsafe` and say so; the model honours that.
+unsafe impl Sync for DequeModel {}
+// SAFETY: as above.
+unsafe impl Send for DequeModel {}
+
+fn job(n: usize) -> JobRef {
+    JobRef(NonNull::new(ptr::without_provenance_mut::<Header>(64 * n)).expect("n > 0"))
+}
+
+fn number(job: JobRef) -> usize {
+    job.0.as_ptr().addr() / 64
+}
+
+impl DequeModel {
+    pub fn new(capacity: usize) -> DequeModel {
+        DequeModel {
+            deque: crate::deque::Deque::new(capacity),
+        }
+    }
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn push(&self, n: usize) -> bool {
+        // SAFETY: the caller is the owner.
+        unsafe { self.deque.push(job(n)).is_ok() }
+    }
+    /// # Safety
+    /// Owner only.
+    pub unsafe fn pop(&self) -> Vec<usize> {
+        let mut out = [None; crate::deque::BATCH];
+        // SAFETY: the caller is the owner.
+        let n = unsafe { self.deque.pop(&mut out) };
+        out.iter()
+            .take(n)
+            .map(|j| number(j.expect("popped")))
+            .collect()
+    }
+    pub fn steal(&self) -> Option<usize> {
+        self.deque.steal().map(number)
+    }
+}

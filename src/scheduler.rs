@@ -111,8 +111,9 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Slots in each worker's job queue (allocated once). Jobs beyond it go to a shared
-    /// overflow list, which is slower but never allocates. Default 16384; at least 16.
+    /// Slots in each worker's job queue (allocated once, rounded up to a power of two). Jobs
+    /// beyond it go to a shared overflow list, which is slower but never allocates. Default
+    /// 16384; at least 16.
     pub fn queue_capacity(mut self, jobs: usize) -> Self {
         self.queue_capacity = jobs;
         self
@@ -362,7 +363,8 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
                 return;
             }
         }
-        if let Some(job) = shared.find_work(0) {
+        // SAFETY: this thread is worker 0 for the duration of the frame.
+        if let Some(job) = unsafe { shared.find_work(0) } {
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { worker::run_job(shared, 0, job) };
             round = 0;

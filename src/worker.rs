@@ -1,8 +1,8 @@
 //! Workers: their queues, their arenas, stealing, and the loop a background thread runs.
 //!
 //! Every thread that runs jobs is a worker with an index; the thread calling `run_frame` is
-//! worker 0 for the length of the call. Each worker owns a bounded lock-free queue
-//! (`crossbeam_queue::ArrayQueue`, allocated once), a bump arena, a pool of wake cells and two
+//! worker 0 for the length of the call. Each worker owns a fixed-capacity work-stealing deque
+//! (`deque.rs`, allocated once), a bump arena, a pool of wake cells and two
 //! counters. Spawning touches only the spawner's own state: no global atomic is written on the
 //! spawn path. Idle workers steal from the others' queues, then park (`sleep.rs`).
 //!
@@ -22,9 +22,9 @@ use core::task::Context;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bumpalo::Bump;
-use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
+use crate::deque::{BATCH, Deque};
 use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
 use crate::job::{Header, JobKind, JobList, JobRef, PollOutcome};
 use crate::sleep::Sleep;
@@ -70,7 +70,7 @@ impl core::fmt::Debug for Shared {
 
 /// One worker's state.
 pub(crate) struct Worker {
-    pub(crate) queue: ArrayQueue<JobRef>,
+    pub(crate) queue: Deque,
     pub(crate) counts: CachePadded<Counts>,
     pub(crate) local: UnsafeCell<Local>,
 }
@@ -99,7 +99,17 @@ pub(crate) struct Local {
     pub(crate) cells: CellPool,
     /// Completed jobs whose output has a destructor and may never be taken (linked by `next`).
     pub(crate) outputs: *const Header,
+    /// Jobs the worker took from its own deque in one batch, run before it looks again:
+    /// `batch[next..len]` are still to run.
+    pub(crate) batch: [Option<JobRef>; BATCH],
+    pub(crate) batch_next: usize,
+    pub(crate) batch_len: usize,
+    /// Counts `find_work` calls, for the injector fairness check.
+    pub(crate) ticks: u32,
 }
+
+/// Every this many looks for work, a worker checks the shared FIFO before its own deque.
+const INJECTOR_EVERY: u32 = 32;
 
 /// Arena and wake cells for threads that are not workers (scoped threads holding `&Frame`).
 #[derive(Debug)]
@@ -119,12 +129,16 @@ impl Shared {
             workers: (0..workers)
                 .map(|_| {
                     CachePadded::new(Worker {
-                        queue: ArrayQueue::new(queue_capacity),
+                        queue: Deque::new(queue_capacity),
                         counts: CachePadded::new(Counts::default()),
                         local: UnsafeCell::new(Local {
                             arena: Bump::with_capacity(arena_capacity),
                             cells: CellPool::new(),
                             outputs: ptr::null(),
+                            batch: [None; BATCH],
+                            batch_next: 0,
+                            batch_len: 0,
+                            ticks: 0,
                         }),
                     })
                 })
@@ -221,7 +235,8 @@ impl Shared {
     /// 2. The caller is worker `index`.
     #[inline]
     pub(crate) unsafe fn push(&self, index: usize, job: JobRef) {
-        match self.workers[index].queue.push(job) {
+        // SAFETY: (2): we are the deque's owner.
+        match unsafe { self.workers[index].queue.push(job) } {
             Ok(()) => {
                 if self.sleep.has_sleepers() {
                     self.sleep.notify_one(index);
@@ -232,15 +247,55 @@ impl Shared {
         }
     }
 
+    /// The next job of worker `index`'s own: from the batch in hand, else a new batch from its
+    /// deque.
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    #[inline]
+    unsafe fn pop_own(&self, index: usize) -> Option<JobRef> {
+        let w = &self.workers[index];
+        // SAFETY: (1): `local` is ours (Shared invariant 1), and so is the deque's owner side.
+        w.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            if l.batch_next == l.batch_len {
+                l.batch_len = w.queue.pop(&mut l.batch);
+                l.batch_next = 0;
+                if l.batch_len == 0 {
+                    return None;
+                }
+            }
+            let job = l.batch[l.batch_next].take();
+            l.batch_next += 1;
+            job
+        })
+    }
+
     /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
-    pub(crate) fn find_work(&self, index: usize) -> Option<JobRef> {
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    pub(crate) unsafe fn find_work(&self, index: usize) -> Option<JobRef> {
         if index == 0 {
             if let Some(job) = self.pop_local() {
                 return Some(job);
             }
         }
         let me = &self.workers[index];
-        if let Some(job) = me.queue.pop() {
+        // Now and then look at the shared FIFO first, so jobs there (yielded ones, overflow,
+        // foreign wakes) are not starved by a worker whose own deque keeps refilling.
+        // SAFETY: (1): `local` is ours (Shared invariant 1).
+        let tick = me.local.with_mut(|l| unsafe {
+            (*l).ticks = (*l).ticks.wrapping_add(1);
+            (*l).ticks
+        });
+        if tick % INJECTOR_EVERY == 0 {
+            if let Some(job) = self.pop_injected() {
+                return Some(job);
+            }
+        }
+        // SAFETY: (1): the batch and the deque's owner side are ours.
+        if let Some(job) = unsafe { self.pop_own(index) } {
             return Some(job);
         }
         if let Some(job) = self.pop_injected() {
@@ -249,7 +304,7 @@ impl Shared {
         let n = self.workers.len();
         for k in 1..n {
             let victim = &self.workers[(index + k) % n].queue;
-            if let Some(job) = victim.pop() {
+            if let Some(job) = victim.steal() {
                 Counts::bump(&me.counts.steals);
                 if !victim.is_empty() && self.sleep.has_sleepers() {
                     self.sleep.notify_one(index);
@@ -435,9 +490,19 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     match outcome {
         PollOutcome::Pending => {
             if h.transition_to_idle() == crate::job::state::AfterPoll::Requeue {
+                // Woken during its own poll (`yield_now`, typically). Our deque is LIFO: pushed
+                // there, the job would be popped straight back and a job yielding while it
+                // waits for another one on this worker would spin forever. It goes to the back
+                // of the shared FIFO instead, behind everything already queued.
                 // SAFETY: the job is live and still SCHEDULED by the wake that came during
                 // the poll; that waker left the enqueueing to us.
-                unsafe { enqueue(shared, job) };
+                unsafe {
+                    if h.kind == JobKind::Any {
+                        shared.inject(job);
+                    } else {
+                        enqueue(shared, job);
+                    }
+                }
             }
         }
         // SAFETY: (1) and the job just finished on this worker.
@@ -579,7 +644,8 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
     let mut round = 0;
     let mut busy = false;
     loop {
-        if let Some(job) = shared.find_work(index) {
+        // SAFETY: this thread is worker `index` for its whole life.
+        if let Some(job) = unsafe { shared.find_work(index) } {
             // SAFETY: we are worker `index` and found the job in a queue.
             unsafe { run_job(shared, index, job) };
             round = 0;

@@ -237,3 +237,34 @@ fn foreign_waker_woken_while_arenas_are_replaced() {
         *SLOT.lock().unwrap() = None;
     });
 }
+
+/// One worker: a job yields until an older sibling has run. The worker's own queue is LIFO, so
+/// a yielding job must not be popped straight back, or the sibling would never run.
+#[test]
+fn job_yielding_until_a_sibling_runs_makes_progress_on_one_worker() {
+    within(20, || {
+        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
+        for _ in 0..20 {
+            let flag = AtomicBool::new(false);
+            let yields = AtomicU32::new(0);
+            scheduler.run_frame(async |frame| {
+                frame.spawn(async {
+                    flag.store(true, Ordering::SeqCst);
+                });
+                frame.spawn(async {
+                    while !flag.load(Ordering::SeqCst) {
+                        yields.fetch_add(1, Ordering::SeqCst);
+                        yield_now().await;
+                    }
+                });
+            });
+            assert!(flag.load(Ordering::SeqCst));
+            // The sibling runs right after the first yield, or, when the worker's periodic
+            // look at the shared queue comes first, after the second.
+            assert!(
+                yields.load(Ordering::SeqCst) <= 2,
+                "the sibling did not run promptly"
+            );
+        }
+    });
+}

@@ -1,0 +1,192 @@
+//! A worker's job queue: a fixed-capacity Chase-Lev work-stealing deque.
+//!
+//! The owner pushes and pops at the bottom (LIFO: the job it just spawned is hot in its cache);
+//! thieves steal from the top (FIFO: the oldest, usually the biggest, piece of work). The
+//! algorithm and its memory orderings are those of Lê, Pop, Cohen and Zappa Nardelli, *Correct
+//! and Efficient Work-Stealing for Weak Memory Models* (PPoPP 2013), with two changes:
+//!
+//! - **Fixed capacity.** The buffer is allocated once and never grows or shrinks, so a frame
+//!   makes no allocation (crossbeam-deque, which this would otherwise be, doubles and halves its
+//!   buffer as the queue fills and drains, freeing the old ones through epoch reclamation: a
+//!   10 000-job burst would allocate every frame). A push onto a full deque fails and the caller
+//!   sends the job to the shared overflow list.
+//! - **Batched pops.** The owner takes up to [`BATCH`] jobs per pop, paying the pop's `SeqCst`
+//!   fence once per batch instead of once per job.
+//!
+//! Slots are `AtomicPtr`s: a thief reads a slot before its compare-and-swap decides whether the
+//! job is its own, and that read may race with the owner refilling the slot; with atomic slots
+//! the race is benign (the thief discards what it read when its CAS fails).
+//!
+//! Owner push: slot store, release fence, bottom store: no read-modify-write.
+//! Owner pop: bottom store, `SeqCst` fence, top load; a CAS only for the last job.
+//! Steal: top load, `SeqCst` fence, bottom load, slot load, CAS on top.
+
+use core::ptr::{self, NonNull};
+
+use crossbeam_utils::CachePadded;
+
+use crate::job::{Header, JobRef};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, fence};
+
+/// How many jobs the owner takes per pop when it has that many.
+pub(crate) const BATCH: usize = 8;
+
+/// A fixed-capacity work-stealing deque of jobs.
+///
+/// # Invariants
+/// 1. `top` only increases; `bottom` is written only by the owner.
+/// 2. Slots `top..bottom` (modulo the capacity) hold jobs; the owner never writes a slot while
+///    `bottom - top >= capacity` (it would overwrite a job not yet taken).
+/// 3. Each job pushed is taken exactly once: by the owner's pop, or by one thief's successful
+///    CAS on `top`.
+pub(crate) struct Deque {
+    top: CachePadded<AtomicUsize>,
+    bottom: CachePadded<AtomicUsize>,
+    slots: Box<[AtomicPtr<Header>]>,
+    mask: usize,
+}
+
+impl core::fmt::Debug for Deque {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Deque")
+            .field("capacity", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `a - b` as a signed distance (indices wrap around `usize`).
+#[inline]
+fn distance(a: usize, b: usize) -> isize {
+    a.wrapping_sub(b) as isize
+}
+
+impl Deque {
+    /// A deque holding at least `capacity` jobs (rounded up to a power of two).
+    pub(crate) fn new(capacity: usize) -> Deque {
+        let capacity = capacity.next_power_of_two();
+        Deque {
+            top: CachePadded::new(AtomicUsize::new(0)),
+            bottom: CachePadded::new(AtomicUsize::new(0)),
+            slots: (0..capacity)
+                .map(|_| AtomicPtr::new(ptr::null_mut()))
+                .collect(),
+            mask: capacity - 1,
+        }
+    }
+
+    /// Whether the deque looks empty (a snapshot; may be stale at once).
+    pub(crate) fn is_empty(&self) -> bool {
+        let t = self.top.load(Ordering::Acquire);
+        let b = self.bottom.load(Ordering::Acquire);
+        distance(b, t) <= 0
+    }
+
+    /// Pushes a job at the bottom. Owner only. `Err` gives the job back when the deque is full.
+    ///
+    /// # Safety
+    /// 1. Only the deque's owner calls `push` and `pop`.
+    #[inline]
+    pub(crate) unsafe fn push(&self, job: JobRef) -> Result<(), JobRef> {
+        let b = self.bottom.load(Ordering::Relaxed);
+        let t = self.top.load(Ordering::Acquire);
+        if distance(b, t) >= self.slots.len() as isize {
+            return Err(job);
+        }
+        self.slots[b & self.mask].store(job.0.as_ptr(), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.bottom.store(b.wrapping_add(1), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Pops up to [`BATCH`] jobs from the bottom into `out`, newest first; returns how many.
+    /// Owner only.
+    ///
+    /// # Safety
+    /// 1. Only the deque's owner calls `push` and `pop`.
+    pub(crate) unsafe fn pop(&self, out: &mut [Option<JobRef>; BATCH]) -> usize {
+        let b = self.bottom.load(Ordering::Relaxed);
+        let t = self.top.load(Ordering::Relaxed);
+        let len = distance(b, t);
+        if len <= 0 {
+            return 0;
+        }
+        // Leave the last job to the single-pop path, which settles it with thieves by CAS.
+        let want = (len as usize - 1).min(BATCH);
+        if want > 1 {
+            let nb = b.wrapping_sub(want);
+            self.bottom.store(nb, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let t = self.top.load(Ordering::Relaxed);
+            if distance(nb, t) > 0 {
+                // Thieves take only below `nb` now (they see `bottom == nb` or fail their CAS
+                // once `top` reaches it): slots nb..b are ours.
+                for (k, slot) in out.iter_mut().take(want).enumerate() {
+                    let i = b.wrapping_sub(1 + k);
+                    *slot = Some(self.load(i));
+                }
+                return want;
+            }
+            // Thieves got close: put bottom back and take one job the careful way.
+            self.bottom.store(b, Ordering::Relaxed);
+        }
+        match self.pop_one() {
+            Some(job) => {
+                out[0] = Some(job);
+                1
+            }
+            None => 0,
+        }
+    }
+
+    /// The classic single pop, racing thieves for the last job.
+    fn pop_one(&self) -> Option<JobRef> {
+        let b = self.bottom.load(Ordering::Relaxed).wrapping_sub(1);
+        self.bottom.store(b, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let t = self.top.load(Ordering::Relaxed);
+        let len = distance(b, t);
+        if len < 0 {
+            // Empty.
+            self.bottom.store(b.wrapping_add(1), Ordering::Relaxed);
+            return None;
+        }
+        let job = self.load(b);
+        if len > 0 {
+            return Some(job);
+        }
+        // The last job: a thief may be taking it too. Whoever moves `top` wins.
+        let won = self
+            .top
+            .compare_exchange(t, t.wrapping_add(1), Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok();
+        self.bottom.store(b.wrapping_add(1), Ordering::Relaxed);
+        won.then_some(job)
+    }
+
+    /// Steals the oldest job. Any thread.
+    pub(crate) fn steal(&self) -> Option<JobRef> {
+        loop {
+            let t = self.top.load(Ordering::Acquire);
+            fence(Ordering::SeqCst);
+            let b = self.bottom.load(Ordering::Acquire);
+            if distance(b, t) <= 0 {
+                return None;
+            }
+            let job = self.load(t);
+            if self
+                .top
+                .compare_exchange(t, t.wrapping_add(1), Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(job);
+            }
+            // Lost to another thief or the owner: look again.
+        }
+    }
+
+    fn load(&self, index: usize) -> JobRef {
+        let p = self.slots[index & self.mask].load(Ordering::Relaxed);
+        // Only indices in top..bottom are read, and every push wrote a job there.
+        JobRef(NonNull::new(p).expect("a deque slot in use holds a job"))
+    }
+}
