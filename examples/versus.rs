@@ -14,6 +14,7 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System as SystemAlloc};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -74,10 +75,16 @@ static GLOBAL: Counting = Counting;
 const ALLOC_FRAMES: u64 = 5;
 /// A sample is at least this long: faster frames are timed in batches.
 const MIN_SAMPLE: Duration = Duration::from_micros(20);
-/// Most time spent on one cell's timed samples.
+/// Most time spent on one cell's timed samples, over all rounds.
 const CELL_BUDGET: Duration = Duration::from_millis(1500);
 /// Fewest samples per cell, whatever the budget.
-const MIN_SAMPLES: usize = 15;
+const MIN_SAMPLES: usize = 16;
+/// The systems of a workload take turns this many times, so that a machine whose load drifts
+/// (a shared VM, a build in the background) weighs on every column alike.
+const ROUNDS: usize = 8;
+
+/// Pause before each turn: long enough for idle pool threads to stop spinning and park.
+const SETTLE: Duration = Duration::from_millis(10);
 
 /// One system on one workload.
 #[derive(Debug, Clone, Copy)]
@@ -88,52 +95,86 @@ struct Cell {
     bytes: f64,
 }
 
-/// Warms up, times up to `max_samples` samples of `run` (one frame, or a batch of frames
-/// when a frame is shorter than `MIN_SAMPLE`), and counts allocations over `ALLOC_FRAMES`.
-fn measure(units: u64, max_samples: usize, run: &mut dyn FnMut()) -> Cell {
-    // Warm-up: at least 10 frames and 100 ms, at most 500 ms; also sizes the batch.
-    let start = Instant::now();
-    let mut frames = 0u32;
-    while frames < 10
-        || (start.elapsed() < Duration::from_millis(100) && frames < 1_000_000)
-            && start.elapsed() < Duration::from_millis(500)
-    {
-        run();
-        frames += 1;
-    }
-    let per_frame = start.elapsed() / frames;
-    let batch = (MIN_SAMPLE.as_nanos() / per_frame.as_nanos().max(1)).max(1) as u32;
+/// Measures `count` contenders on one workload of `units` units per frame; `run(k)` runs one
+/// frame of contender `k` and `name(k)` names it.
+///
+/// Each contender is warmed up (which also sizes its batch: frames shorter than `MIN_SAMPLE`
+/// are timed together), then the contenders take turns for `ROUNDS` rounds, each taking its
+/// share of at most `max_samples` samples and of `CELL_BUDGET`, after a `SETTLE` pause and a
+/// frame or two untimed. Last, allocations are counted
+/// over `ALLOC_FRAMES` frames of each.
+fn measure(
+    units: u64,
+    count: usize,
+    max_samples: usize,
+    name: &dyn Fn(usize) -> String,
+    run: &mut dyn FnMut(usize),
+) -> Vec<Cell> {
+    let batches: Vec<u32> = (0..count)
+        .map(|k| {
+            set_current(Some(name(k)));
+            let start = Instant::now();
+            let mut frames = 0u32;
+            while frames < 10
+                || (start.elapsed() < Duration::from_millis(100) && frames < 1_000_000)
+            {
+                run(k);
+                frames += 1;
+            }
+            let per_frame = start.elapsed() / frames;
+            (MIN_SAMPLE.as_nanos() / per_frame.as_nanos().max(1)).max(1) as u32
+        })
+        .collect();
 
-    let mut samples = Vec::with_capacity(max_samples);
-    let start = Instant::now();
-    while samples.len() < max_samples
-        && (samples.len() < MIN_SAMPLES || start.elapsed() < CELL_BUDGET)
-    {
-        let t = Instant::now();
-        for _ in 0..batch {
-            run();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(max_samples); count];
+    for round in 1..=ROUNDS {
+        for k in 0..count {
+            set_current(Some(name(k)));
+            let want = max_samples * round / ROUNDS;
+            let floor = MIN_SAMPLES * round / ROUNDS;
+            // Let the last contender's threads finish spinning and park, then warm this one's
+            // caches, so that no contender pays for the one before it.
+            std::thread::sleep(SETTLE);
+            for _ in 0..batches[k].min(2) {
+                run(k);
+            }
+            let start = Instant::now();
+            while samples[k].len() < want
+                && (samples[k].len() < floor || start.elapsed() < CELL_BUDGET / ROUNDS as u32)
+            {
+                let t = Instant::now();
+                for _ in 0..batches[k] {
+                    run(k);
+                }
+                let ns = t.elapsed().as_nanos() as f64 / f64::from(batches[k]) / units as f64;
+                samples[k].push(ns);
+            }
         }
-        let ns = t.elapsed().as_nanos() as f64 / f64::from(batch) / units as f64;
-        samples.push(ns);
     }
-    samples.sort_by(f64::total_cmp);
-    let median_ns = samples[samples.len() / 2];
-    let p90_ns = samples[(samples.len() * 9 / 10).min(samples.len() - 1)];
 
-    ALLOCS.store(0, Ordering::SeqCst);
-    BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for _ in 0..ALLOC_FRAMES {
-        run();
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let per = (ALLOC_FRAMES * units) as f64;
-    Cell {
-        median_ns,
-        p90_ns,
-        allocs: ALLOCS.load(Ordering::SeqCst) as f64 / per,
-        bytes: BYTES.load(Ordering::SeqCst) as f64 / per,
-    }
+    (0..count)
+        .map(|k| {
+            let s = &mut samples[k];
+            s.sort_by(f64::total_cmp);
+            let median_ns = s[s.len() / 2];
+            let p90_ns = s[(s.len() * 9 / 10).min(s.len() - 1)];
+            set_current(Some(name(k)));
+            ALLOCS.store(0, Ordering::SeqCst);
+            BYTES.store(0, Ordering::SeqCst);
+            COUNTING.store(true, Ordering::SeqCst);
+            for _ in 0..ALLOC_FRAMES {
+                run(k);
+            }
+            COUNTING.store(false, Ordering::SeqCst);
+            let per = (ALLOC_FRAMES * units) as f64;
+            Cell {
+                median_ns,
+                p90_ns,
+                allocs: ALLOCS.load(Ordering::SeqCst) as f64 / per,
+                bytes: BYTES.load(Ordering::SeqCst) as f64 / per,
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,6 +254,36 @@ fn machine() -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Watchdog
+
+/// Longest a cell may take before the run is declared hung.
+const HANG: Duration = Duration::from_secs(60);
+
+/// The cell being measured and when it started.
+static CURRENT: Mutex<Option<(String, Instant)>> = Mutex::new(None);
+
+fn set_current(cell: Option<String>) {
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = cell.map(|c| (c, Instant::now()));
+}
+
+/// Exits with the cell's name if one cell runs past `HANG`: a hang in a scheduler should say
+/// where it happened, not leave the run waiting forever.
+fn start_watchdog() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let guard = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((cell, since)) = guard.as_ref() {
+                if since.elapsed() > HANG {
+                    eprintln!("versus: {cell} has not finished after {HANG:?}: hung?");
+                    std::process::exit(3);
+                }
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 
 struct Args {
     threads: usize,
@@ -265,6 +336,7 @@ fn main() {
     let args = parse_args();
     let n = args.threads;
     let mut systems = Systems::new(n);
+    start_watchdog();
 
     println!("## frame-scheduler versus peers");
     println!();
@@ -277,11 +349,14 @@ fn main() {
         n - 1
     );
     println!(
-        "- per cell: warm-up, then up to {} samples (at most {:.1} s); a sample is one frame, or \
-         frames timed in a batch of at least {} µs; ns per unit = sample time / units; \
-         allocations counted over {ALLOC_FRAMES} frames",
+        "- per cell: warm-up, then up to {} samples (at most {:.1} s) taken in {ROUNDS} rounds \
+         that alternate between the systems (each turn after a {} ms pause for the others' \
+         threads to park); a sample is one frame, or frames timed in a batch \
+         of at least {} µs; ns per unit = sample time / units; allocations counted over \
+         {ALLOC_FRAMES} frames",
         args.frames,
         CELL_BUDGET.as_secs_f64(),
+        SETTLE.as_millis(),
         MIN_SAMPLE.as_micros()
     );
     println!(
@@ -290,38 +365,61 @@ fn main() {
     );
     println!();
 
-    let mut results: Vec<(Workload, Vec<Option<Cell>>)> = Vec::new();
-    for workload in Workload::ALL {
-        let mut row = Vec::new();
-        for system in System::ALL {
-            if !systems.supports(workload, system) {
-                row.push(None);
-                continue;
-            }
-            systems.verify(workload, system);
-            let cell = measure(workload.units(), args.frames, &mut || {
-                systems.run(workload, system)
-            });
-            eprintln!(
-                "{:<26} {:<16} {:>10} ns/{}",
-                workload.name(),
-                system.name(),
-                ns(cell.median_ns),
-                workload.unit()
-            );
-            row.push(Some(cell));
-        }
-        results.push((workload, row));
-    }
-
-    // Scaling: frame-scheduler's throughput frame on 1 worker.
+    // Per workload, the systems that have it, and for throughput frame-scheduler on 1 worker
+    // too (the last contender), to show how it scales.
     let mut one = Scheduler::builder()
         .workers(1)
         .build()
         .expect("build frame-scheduler");
-    let scaling = measure(Workload::Throughput.units(), args.frames, &mut || {
-        common::frame_scheduler_throughput(&mut one, &mut systems.out)
-    });
+    let mut scaling = None;
+    let mut results: Vec<(Workload, Vec<Option<Cell>>)> = Vec::new();
+    for workload in Workload::ALL {
+        let present: Vec<System> = System::ALL
+            .into_iter()
+            .filter(|&s| systems.supports(workload, s))
+            .collect();
+        for &system in &present {
+            set_current(Some(format!(
+                "{} on {} (check)",
+                workload.name(),
+                system.name()
+            )));
+            systems.verify(workload, system);
+        }
+        let with_one = workload == Workload::Throughput;
+        let count = present.len() + usize::from(with_one);
+        let name = |k: usize| match present.get(k) {
+            Some(s) => format!("{} on {}", workload.name(), s.name()),
+            None => format!("{} on frame-scheduler, 1 worker", workload.name()),
+        };
+        let cells = measure(
+            workload.units(),
+            count,
+            args.frames,
+            &name,
+            &mut |k| match present.get(k) {
+                Some(&system) => systems.run(workload, system),
+                None => common::frame_scheduler_throughput(&mut one, &mut systems.out),
+            },
+        );
+        for (k, cell) in cells.iter().enumerate() {
+            eprintln!(
+                "{:<46} {:>10} ns/{}",
+                name(k),
+                ns(cell.median_ns),
+                workload.unit()
+            );
+        }
+        if with_one {
+            scaling = cells.last().copied();
+        }
+        let row = System::ALL
+            .iter()
+            .map(|s| present.iter().position(|p| p == s).map(|k| cells[k]))
+            .collect();
+        results.push((workload, row));
+    }
+    set_current(None);
     drop(one);
 
     // Only the systems with at least one result get a column.
@@ -382,7 +480,7 @@ fn main() {
         .iter()
         .find(|(w, _)| *w == Workload::Throughput)
         .and_then(|(_, row)| row[fs]);
-    if let Some(multi) = fs_throughput {
+    if let (Some(multi), Some(scaling)) = (fs_throughput, scaling) {
         println!(
             "scaling, {}: frame-scheduler 1 worker {} ns/job, {n} workers {} ns/job: {:.2}x",
             Workload::Throughput.name(),

@@ -1,0 +1,507 @@
+//! The workloads and the systems they run on, shared by every bench and by `examples/versus.rs`,
+//! so that the criterion numbers and the quick side-by-side table measure the same code.
+//!
+//! # Same workload, same threads
+//! Every system gets `N` threads that run jobs (`BENCH_THREADS`, default 2):
+//!
+//! | system | threads started | who runs jobs |
+//! |---|---|---|
+//! | frame-scheduler | `workers(N)`: N-1 background | the caller (inside `run_frame`) and the N-1 |
+//! | rayon | `num_threads(N)` | the N pool threads; the caller blocks in `scope` |
+//! | tokio | `worker_threads(N)` | the N workers; the caller only polls the `block_on` future |
+//! | async-executor | N-1 running `Executor::run` | the N-1 and the caller (`block_on(ex.run(..))`) |
+//! | bevy_tasks | `num_threads(N-1)` | the N-1 and the caller, which ticks the pool inside `scope` |
+//!
+//! async-executor and bevy_tasks get N-1 threads of their own because their caller runs jobs
+//! too, exactly as frame-scheduler's does; rayon and tokio get N because theirs does not.
+//!
+//! # Borrowing
+//! frame-scheduler, rayon and bevy_tasks have scopes, so their jobs borrow the output slice.
+//! tokio and async-executor spawn only `'static` futures: their jobs own their inputs and return
+//! their result through the join handle, and the root writes it into the slot as it awaits each
+//! handle. That is how one writes it with those crates, and it costs them no `Arc` and no lock.
+//!
+//! # What a frame is
+//! One unit of measurement is one "frame" of the workload: one `run_frame`, one rayon
+//! `scope`/`install`, one tokio `block_on`, one `block_on(ex.run(..))`, one bevy `scope` (or the
+//! loop of scopes a staged workload needs). Pools and runtimes are built once, outside it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::time::Duration;
+
+use async_executor::Executor;
+use bevy_tasks::{TaskPool, TaskPoolBuilder};
+use bumpalo::Bump;
+use frame_scheduler::{Frame, Scheduler};
+use futures::channel::{mpsc, oneshot};
+
+pub mod peers;
+
+use peers::{
+    on_async_executor, on_bevy, on_rayon, on_tokio, ping, pong, serial_boxed, serial_bump,
+    serial_throughput,
+};
+
+/// Empty jobs per frame in the spawn workload.
+pub const SPAWN_JOBS: usize = 10_000;
+/// Jobs per frame in the throughput workload, each about 100 ns of arithmetic.
+pub const THROUGHPUT_JOBS: usize = 10_000;
+/// Rounds of the dependent multiply-xorshift chain in [`work`]: one job alone takes about
+/// 100 ns (about 1.5 ns a round on a 2.6 GHz Xeon). Back to back on one core an out-of-order CPU
+/// overlaps successive jobs, so the serial floor reads lower than that.
+pub const WORK_ROUNDS: u32 = 64;
+/// The nested workload: this many jobs, each spawning this many.
+pub const NESTED_FANOUT: usize = 64;
+/// Jobs in the chain of the latency workload, each spawning the next.
+pub const CHAIN_LEN: usize = 1_000;
+/// Round trips between the two jobs of the ping-pong workload.
+pub const PING_PONG_ROUNDS: usize = 1_000;
+/// Counted jobs awaited by one counter in the fan-out workload.
+pub const FAN_OUT_JOBS: usize = 1_000;
+/// Stages of the staged workload; each waits for the previous one to finish.
+pub const STAGES: usize = 16;
+/// Jobs per stage of the staged workload.
+pub const STAGE_JOBS: usize = 256;
+
+/// Threads per system: `BENCH_THREADS`, else 2.
+pub fn threads_from_env() -> usize {
+    match std::env::var("BENCH_THREADS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("BENCH_THREADS must be a whole number of threads, at least 1; got {v:?}"),
+        },
+        Err(_) => 2,
+    }
+}
+
+/// About 100 ns of arithmetic that the compiler can neither skip nor vectorise: a dependent
+/// chain of multiply, add and xorshift, seeded by the job's index.
+#[inline(never)]
+pub fn work(i: usize) -> u64 {
+    let mut x = black_box(i as u64) ^ 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..WORK_ROUNDS {
+        x = x
+            .wrapping_mul(0x5851_F42D_4C95_7F2D)
+            .wrapping_add(0x1405_7B7E_F767_814F);
+        x ^= x >> 29;
+    }
+    x
+}
+
+/// The workloads, one per question the benches ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// 10 000 empty jobs spawned from the root.
+    Spawn,
+    /// 10 000 jobs of ~100 ns, each writing its own slot of a borrowed slice.
+    Throughput,
+    /// 64 jobs each spawning 64.
+    Nested,
+    /// A chain of 1 000 jobs, each spawning the next.
+    Chain,
+    /// Two jobs waking each other through channels, 1 000 round trips.
+    PingPong,
+    /// 1 000 counted jobs awaited by one counter (or by joining every handle).
+    FanOut,
+    /// 16 stages of 256 jobs, each stage started once the previous one is done.
+    Stages,
+    /// A frame with no job.
+    EmptyFrame,
+    /// A frame with one empty job.
+    OneJobFrame,
+}
+
+impl Workload {
+    /// Every workload, in the order of the benches.
+    pub const ALL: [Workload; 9] = [
+        Workload::Spawn,
+        Workload::Throughput,
+        Workload::Nested,
+        Workload::Chain,
+        Workload::PingPong,
+        Workload::FanOut,
+        Workload::Stages,
+        Workload::EmptyFrame,
+        Workload::OneJobFrame,
+    ];
+
+    /// A short name, used as the criterion group and the table row.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Spawn => "spawn 10k empty",
+            Workload::Throughput => "throughput 10k x ~100ns",
+            Workload::Nested => "nested 64x64",
+            Workload::Chain => "chain 1k",
+            Workload::PingPong => "ping-pong 1k",
+            Workload::FanOut => "counter fan-out 1k",
+            Workload::Stages => "16 stages x 256",
+            Workload::EmptyFrame => "empty frame",
+            Workload::OneJobFrame => "frame + 1 job",
+        }
+    }
+
+    /// The criterion group name (no spaces).
+    pub fn group(self) -> &'static str {
+        match self {
+            Workload::Spawn => "spawn_10k_empty",
+            Workload::Throughput => "throughput_10k_100ns",
+            Workload::Nested => "nested_64x64",
+            Workload::Chain => "latency_chain_1k",
+            Workload::PingPong => "latency_ping_pong_1k",
+            Workload::FanOut => "counters_fan_out_1k",
+            Workload::Stages => "counters_16_stages_x256",
+            Workload::EmptyFrame => "frame_overhead_empty",
+            Workload::OneJobFrame => "frame_overhead_one_job",
+        }
+    }
+
+    /// What one unit is: results are reported per unit.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::PingPong => "round trip",
+            Workload::EmptyFrame | Workload::OneJobFrame => "frame",
+            _ => "job",
+        }
+    }
+
+    /// Units per frame.
+    pub fn units(self) -> u64 {
+        (match self {
+            Workload::Spawn => SPAWN_JOBS,
+            Workload::Throughput => THROUGHPUT_JOBS,
+            Workload::Nested => NESTED_FANOUT + NESTED_FANOUT * NESTED_FANOUT,
+            Workload::Chain => CHAIN_LEN,
+            Workload::PingPong => PING_PONG_ROUNDS,
+            Workload::FanOut => FAN_OUT_JOBS,
+            Workload::Stages => STAGES * STAGE_JOBS,
+            Workload::EmptyFrame | Workload::OneJobFrame => 1,
+        }) as u64
+    }
+
+    /// Jobs frame-scheduler must report in `FrameStats::jobs` for one frame.
+    pub fn frame_jobs(self) -> u64 {
+        match self {
+            Workload::PingPong => 2,
+            Workload::EmptyFrame => 0,
+            Workload::OneJobFrame => 1,
+            w => w.units(),
+        }
+    }
+}
+
+/// A system under test, or a serial floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// This crate.
+    FrameScheduler,
+    /// `rayon::ThreadPool::scope`.
+    Rayon,
+    /// tokio's multi-thread runtime, `block_on` + `spawn` + join handles.
+    Tokio,
+    /// `async_executor::Executor` run on N threads.
+    AsyncExecutor,
+    /// `bevy_tasks::TaskPool::scope`.
+    BevyTasks,
+    /// One thread, no scheduler: `Vec<Box<dyn FnOnce()>>` for spawn, a plain loop for throughput.
+    Serial,
+    /// One thread, closures in a bump arena (`&mut dyn FnMut()` in the arena too): spawn only.
+    SerialBump,
+}
+
+impl System {
+    /// Every system, peers in the order of the table.
+    pub const ALL: [System; 7] = [
+        System::FrameScheduler,
+        System::Rayon,
+        System::Tokio,
+        System::AsyncExecutor,
+        System::BevyTasks,
+        System::Serial,
+        System::SerialBump,
+    ];
+
+    /// The name in tables and criterion ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::FrameScheduler => "frame-scheduler",
+            System::Rayon => "rayon",
+            System::Tokio => "tokio",
+            System::AsyncExecutor => "async-executor",
+            System::BevyTasks => "bevy_tasks",
+            System::Serial => "serial",
+            System::SerialBump => "serial-bump",
+        }
+    }
+}
+
+/// async-executor on `threads` threads: `threads - 1` of its own plus the caller of
+/// [`AsyncExecutor::block_on`].
+pub struct AsyncExecutor {
+    /// Leaked so that tasks can spawn tasks without an `Arc` clone each: one executor per
+    /// process (benches and the example build one), never freed.
+    pub ex: &'static Executor<'static>,
+    stop: Vec<oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl AsyncExecutor {
+    /// Starts `threads - 1` threads running the executor.
+    pub fn new(threads: usize) -> AsyncExecutor {
+        let ex: &'static Executor<'static> = Box::leak(Box::new(Executor::new()));
+        let (stop, threads) = (1..threads)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel::<()>();
+                let handle = std::thread::Builder::new()
+                    .name(format!("async-executor-{i}"))
+                    .spawn(move || {
+                        let _ = futures::executor::block_on(ex.run(rx));
+                    })
+                    .expect("start an async-executor thread");
+                (tx, handle)
+            })
+            .unzip();
+        AsyncExecutor { ex, stop, threads }
+    }
+
+    /// Runs `future` on this thread, which runs the executor's tasks meanwhile.
+    pub fn block_on<T>(&self, future: impl Future<Output = T>) -> T {
+        futures::executor::block_on(self.ex.run(future))
+    }
+}
+
+impl Drop for AsyncExecutor {
+    fn drop(&mut self) {
+        for tx in self.stop.drain(..) {
+            let _ = tx.send(());
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Every system, built once, plus the scratch the workloads write into.
+pub struct Systems {
+    /// Threads per system.
+    pub threads: usize,
+    /// frame-scheduler with `workers(threads)`.
+    pub frame: Scheduler,
+    /// rayon with `num_threads(threads)`.
+    pub rayon: rayon::ThreadPool,
+    /// tokio with `worker_threads(threads)`.
+    pub tokio: tokio::runtime::Runtime,
+    /// async-executor on `threads` threads, the caller included.
+    pub executor: AsyncExecutor,
+    /// bevy_tasks with `threads - 1` threads, the caller included.
+    pub bevy: TaskPool,
+    /// The throughput workload's output, one slot per job.
+    pub out: Vec<u64>,
+    /// The arena of the bump floor.
+    pub bump: Bump,
+}
+
+impl Systems {
+    /// Builds every system with `threads` threads that run jobs.
+    pub fn new(threads: usize) -> Systems {
+        assert!(threads >= 1, "need at least one thread");
+        Systems {
+            threads,
+            frame: Scheduler::builder()
+                .workers(threads)
+                .build()
+                .expect("build frame-scheduler"),
+            rayon: rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("rayon-{i}"))
+                .build()
+                .expect("build rayon pool"),
+            tokio: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .build()
+                .expect("build tokio runtime"),
+            executor: AsyncExecutor::new(threads),
+            bevy: TaskPoolBuilder::new()
+                .num_threads(threads - 1)
+                .thread_name("bevy_tasks".to_string())
+                .build(),
+            out: vec![0; THROUGHPUT_JOBS],
+            bump: Bump::with_capacity(SPAWN_JOBS * 64),
+        }
+    }
+
+    /// Whether `system` has a version of `workload`.
+    pub fn supports(&self, workload: Workload, system: System) -> bool {
+        match system {
+            System::Serial => matches!(workload, Workload::Spawn | Workload::Throughput),
+            System::SerialBump => workload == Workload::Spawn,
+            // Rayon jobs cannot await: each ping-pong job blocks its thread, so it needs two.
+            System::Rayon if workload == Workload::PingPong => self.threads >= 2,
+            _ => true,
+        }
+    }
+
+    /// Runs one frame of `workload` on `system`. Panics if it is not supported.
+    pub fn run(&mut self, workload: Workload, system: System) {
+        match system {
+            System::FrameScheduler => frame_scheduler(&mut self.frame, workload, &mut self.out),
+            System::Rayon => on_rayon(&self.rayon, workload, &mut self.out),
+            System::Tokio => on_tokio(&self.tokio, workload, &mut self.out),
+            System::AsyncExecutor => on_async_executor(&self.executor, workload, &mut self.out),
+            System::BevyTasks => on_bevy(&self.bevy, workload, &mut self.out),
+            System::Serial => match workload {
+                Workload::Spawn => serial_boxed(),
+                Workload::Throughput => serial_throughput(&mut self.out),
+                w => panic!("no serial version of {w:?}"),
+            },
+            System::SerialBump => match workload {
+                Workload::Spawn => serial_bump(&mut self.bump),
+                w => panic!("no bump version of {w:?}"),
+            },
+        }
+    }
+
+    /// Runs one frame and checks what can be checked: the throughput output, and the jobs
+    /// frame-scheduler counted. Panics with what went wrong.
+    pub fn verify(&mut self, workload: Workload, system: System) {
+        self.out.fill(0);
+        self.run(workload, system);
+        if workload == Workload::Throughput {
+            for (i, &v) in self.out.iter().enumerate() {
+                assert_eq!(
+                    v,
+                    work(i),
+                    "{}: slot {i} of the throughput output is wrong",
+                    system.name()
+                );
+            }
+        }
+        if system == System::FrameScheduler {
+            let stats = self.frame.last_frame_stats();
+            assert_eq!(
+                stats.jobs,
+                workload.frame_jobs(),
+                "frame-scheduler counted the wrong number of jobs for {workload:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// frame-scheduler
+
+/// One frame of `workload` on frame-scheduler. Jobs whose handle is dropped are detached: the
+/// frame still waits for them, as a scope does.
+pub fn frame_scheduler(s: &mut Scheduler, workload: Workload, out: &mut [u64]) {
+    match workload {
+        Workload::Spawn => s.run_frame(async |frame| {
+            for i in 0..SPAWN_JOBS {
+                frame.spawn(async move {
+                    black_box(i);
+                });
+            }
+        }),
+        Workload::Throughput => frame_scheduler_throughput(s, out),
+        Workload::Nested => s.run_frame(async |frame| {
+            for i in 0..NESTED_FANOUT {
+                frame.spawn(async move {
+                    for j in 0..NESTED_FANOUT {
+                        frame.spawn(async move {
+                            black_box((i, j));
+                        });
+                    }
+                });
+            }
+        }),
+        Workload::Chain => s.run_frame(async |frame| fs_link(frame, CHAIN_LEN)),
+        Workload::PingPong => s.run_frame(async |frame| {
+            let (ping_tx, ping_rx) = mpsc::unbounded();
+            let (pong_tx, pong_rx) = mpsc::unbounded();
+            frame.spawn(ping(ping_tx, pong_rx));
+            frame.spawn(pong(pong_tx, ping_rx));
+        }),
+        Workload::FanOut => s.run_frame(async |frame| {
+            let done = frame.counter();
+            for i in 0..FAN_OUT_JOBS {
+                frame.spawn_counted(done, async move {
+                    black_box(i);
+                });
+            }
+            done.await;
+        }),
+        Workload::Stages => s.run_frame(async |frame| {
+            for stage in 0..STAGES {
+                let done = frame.counter();
+                for i in 0..STAGE_JOBS {
+                    frame.spawn_counted(done, async move {
+                        black_box((stage, i));
+                    });
+                }
+                done.await;
+            }
+        }),
+        Workload::EmptyFrame => s.run_frame(async |_| {}),
+        Workload::OneJobFrame => s.run_frame(async |frame| {
+            frame.spawn(async {});
+        }),
+    }
+}
+
+/// The throughput workload on frame-scheduler; public so that the bench can run it on a
+/// scheduler with another worker count.
+pub fn frame_scheduler_throughput(s: &mut Scheduler, out: &mut [u64]) {
+    s.run_frame(async |frame| {
+        for (i, slot) in out.iter_mut().enumerate() {
+            frame.spawn(async move { *slot = work(i) });
+        }
+    })
+}
+
+/// The spawn workload with counted jobs awaited by one counter, instead of detached handles.
+pub fn frame_scheduler_spawn_counted(s: &mut Scheduler) {
+    s.run_frame(async |frame| {
+        let done = frame.counter();
+        for i in 0..SPAWN_JOBS {
+            frame.spawn_counted(done, async move {
+                black_box(i);
+            });
+        }
+        done.await;
+    })
+}
+
+fn fs_link<'f, 'e>(frame: &'f Frame<'f, 'e>, left: usize) {
+    frame.spawn(async move {
+        if left > 1 {
+            fs_link(frame, left - 1)
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// ---------------------------------------------------------------------------------------------
+// criterion
+
+/// Modest settings, so that the whole `cargo bench` takes a few minutes on two cores.
+pub fn criterion_config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+/// Benches `workload` on every system that has it, in one group named after the workload and
+/// the thread count, per unit (`Throughput::Elements`). Each system is verified once first.
+pub fn bench_workload(c: &mut criterion::Criterion, systems: &mut Systems, workload: Workload) {
+    let mut group = c.benchmark_group(format!("{}/{}threads", workload.group(), systems.threads));
+    group.throughput(criterion::Throughput::Elements(workload.units()));
+    for system in System::ALL {
+        if !systems.supports(workload, system) {
+            continue;
+        }
+        systems.verify(workload, system);
+        group.bench_function(system.name(), |b| b.iter(|| systems.run(workload, system)));
+    }
+    group.finish();
+}
