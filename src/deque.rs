@@ -19,14 +19,15 @@
 //!
 //! Owner push: slot store, release fence, bottom store: no read-modify-write.
 //! Owner pop: bottom store, `SeqCst` fence, top load; a CAS only for the last job.
-//! Steal: top load, `SeqCst` fence, bottom load, slot load, CAS on top.
+//! Steal: top load, `SeqCst` fence, bottom load, slot load, CAS on top; up to half the deque
+//! (at most [`BATCH`] jobs) per steal, one CAS each.
 
 use core::ptr::{self, NonNull};
 
 use crossbeam_utils::CachePadded;
 
 use crate::job::{Header, JobRef};
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering, fence};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell, fence};
 
 /// How many jobs the owner takes per pop when it has that many.
 pub(crate) const BATCH: usize = 8;
@@ -42,9 +43,18 @@ pub(crate) const BATCH: usize = 8;
 pub(crate) struct Deque {
     top: CachePadded<AtomicUsize>,
     bottom: CachePadded<AtomicUsize>,
+    /// The owner's last reading of `top`, so a push need not touch the line thieves write.
+    /// `top` only increases, so a stale copy only overstates the length: safe for the check.
+    top_cache: CachePadded<UnsafeCell<usize>>,
     slots: Box<[AtomicPtr<Header>]>,
     mask: usize,
 }
+
+// SAFETY: `top_cache` is touched only by the owner (the `unsafe` contract of `push` and `pop`);
+// everything else is atomic.
+unsafe impl Sync for Deque {}
+// SAFETY: as above.
+unsafe impl Send for Deque {}
 
 impl core::fmt::Debug for Deque {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -67,6 +77,7 @@ impl Deque {
         Deque {
             top: CachePadded::new(AtomicUsize::new(0)),
             bottom: CachePadded::new(AtomicUsize::new(0)),
+            top_cache: CachePadded::new(UnsafeCell::new(0)),
             slots: (0..capacity)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
@@ -88,9 +99,16 @@ impl Deque {
     #[inline]
     pub(crate) unsafe fn push(&self, job: JobRef) -> Result<(), JobRef> {
         let b = self.bottom.load(Ordering::Relaxed);
-        let t = self.top.load(Ordering::Acquire);
-        if distance(b, t) >= self.slots.len() as isize {
-            return Err(job);
+        // SAFETY: (1): the cache is the owner's.
+        let cached = self.top_cache.with(|t| unsafe { *t });
+        if distance(b, cached) >= self.slots.len() as isize {
+            // Looks full: read the real `top` (thieves may have made room).
+            let t = self.top.load(Ordering::Acquire);
+            // SAFETY: (1).
+            self.top_cache.with_mut(|c| unsafe { *c = t });
+            if distance(b, t) >= self.slots.len() as isize {
+                return Err(job);
+            }
         }
         self.slots[b & self.mask].store(job.0.as_ptr(), Ordering::Relaxed);
         fence(Ordering::Release);
@@ -163,7 +181,48 @@ impl Deque {
         won.then_some(job)
     }
 
+    /// Steals up to half the jobs (at most [`BATCH`]), oldest first, into `out`; returns how
+    /// many. Any thread. Each job is claimed by its own CAS on `top`, with `bottom` read afresh
+    /// before each: the owner pops from the bottom without a CAS while it sees room, so a
+    /// thief may never claim past what it has just seen (crossbeam-deque does the same for
+    /// LIFO owners).
+    ///
+    /// Steals nothing unless the deque holds at least `min_len` jobs.
+    pub(crate) fn steal_batch(&self, out: &mut [Option<JobRef>; BATCH], min_len: usize) -> usize {
+        let mut t = self.top.load(Ordering::Acquire);
+        fence(Ordering::SeqCst);
+        let b = self.bottom.load(Ordering::Acquire);
+        let len = distance(b, t);
+        if len <= 0 || (len as usize) < min_len {
+            return 0;
+        }
+        let want = (len as usize).div_ceil(2).min(BATCH);
+        let mut n = 0;
+        while n < want {
+            if n > 0 {
+                fence(Ordering::SeqCst);
+                if distance(self.bottom.load(Ordering::Acquire), t) <= 0 {
+                    break;
+                }
+            }
+            let job = self.load(t);
+            if self
+                .top
+                .compare_exchange(t, t.wrapping_add(1), Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                // Lost a race with the owner or another thief: keep what we have.
+                break;
+            }
+            out[n] = Some(job);
+            n += 1;
+            t = t.wrapping_add(1);
+        }
+        n
+    }
+
     /// Steals the oldest job. Any thread.
+    #[cfg(loom)]
     pub(crate) fn steal(&self) -> Option<JobRef> {
         loop {
             let t = self.top.load(Ordering::Acquire);

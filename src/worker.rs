@@ -108,6 +108,13 @@ pub(crate) struct Local {
     pub(crate) ticks: u32,
 }
 
+/// For this many idle rounds a thief steals only from deques holding at least two jobs. When a
+/// worker spawns a burst and a hungry thief takes each job the moment it is pushed, the two
+/// fight over the cache lines of the newest jobs (the spawner still writes them); leaving the
+/// last job to its owner makes thieves take older jobs the spawner is done with. A lone job is
+/// still stolen once the thief has waited this long.
+pub(crate) const PATIENT_ROUNDS: u32 = 8;
+
 /// Every this many looks for work, a worker checks the shared FIFO before its own deque.
 const INJECTOR_EVERY: u32 = 32;
 
@@ -273,9 +280,12 @@ impl Shared {
 
     /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
     ///
+    /// `idle_rounds` is how many times in a row the caller found nothing: while it is small,
+    /// thieves leave a victim's last job alone (see [`PATIENT_ROUNDS`]).
+    ///
     /// # Safety
     /// 1. The caller is worker `index`.
-    pub(crate) unsafe fn find_work(&self, index: usize) -> Option<JobRef> {
+    pub(crate) unsafe fn find_work(&self, index: usize, idle_rounds: u32) -> Option<JobRef> {
         if index == 0 {
             if let Some(job) = self.pop_local() {
                 return Some(job);
@@ -304,7 +314,16 @@ impl Shared {
         let n = self.workers.len();
         for k in 1..n {
             let victim = &self.workers[(index + k) % n].queue;
-            if let Some(job) = victim.steal() {
+            // SAFETY: (1): our batch is ours; it is empty (`pop_own` found nothing).
+            let job = me.local.with_mut(|l| unsafe {
+                let l = &mut *l;
+                let min_len = if idle_rounds < PATIENT_ROUNDS { 2 } else { 1 };
+                let got = victim.steal_batch(&mut l.batch, min_len);
+                l.batch_len = got;
+                l.batch_next = got.min(1);
+                if got > 0 { l.batch[0].take() } else { None }
+            });
+            if let Some(job) = job {
                 Counts::bump(&me.counts.steals);
                 if !victim.is_empty() && self.sleep.has_sleepers() {
                     self.sleep.notify_one(index);
@@ -645,7 +664,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
     let mut busy = false;
     loop {
         // SAFETY: this thread is worker `index` for its whole life.
-        if let Some(job) = unsafe { shared.find_work(index) } {
+        if let Some(job) = unsafe { shared.find_work(index, round) } {
             // SAFETY: we are worker `index` and found the job in a queue.
             unsafe { run_job(shared, index, job) };
             round = 0;

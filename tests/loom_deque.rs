@@ -171,3 +171,51 @@ fn batch_pop_and_two_thieves_never_share_a_job() {
         check(taken, 3);
     });
 }
+
+/// A batch steal (each job claimed by its own CAS, `bottom` re-read before each) racing the
+/// owner's single and batched pops: every job exactly once.
+#[test]
+fn batch_steal_racing_owner_pops() {
+    loom::model(|| {
+        let deque = Arc::new(DequeModel::new(8));
+        // SAFETY: owner.
+        unsafe {
+            for n in 1..=4 {
+                assert!(deque.push(n));
+            }
+        }
+        let thief = {
+            let deque = deque.clone();
+            thread::spawn(move || deque.steal_batch(1))
+        };
+        let mut taken = Vec::new();
+        loop {
+            // SAFETY: owner.
+            let more = unsafe { deque.pop() };
+            if more.is_empty() {
+                break;
+            }
+            taken.extend(more);
+        }
+        taken.extend(thief.join().unwrap());
+        check(taken, 4);
+    });
+}
+
+/// A patient thief (`min_len` 2) never takes a deque's last job.
+#[test]
+fn patient_thief_leaves_the_last_job() {
+    loom::model(|| {
+        let deque = Arc::new(DequeModel::new(4));
+        // SAFETY: owner.
+        unsafe { assert!(deque.push(1)) };
+        let thief = {
+            let deque = deque.clone();
+            thread::spawn(move || deque.steal_batch(2))
+        };
+        let stolen = thief.join().unwrap();
+        assert!(stolen.is_empty());
+        // SAFETY: owner.
+        assert_eq!(unsafe { deque.pop() }, vec![1]);
+    });
+}

@@ -30,7 +30,7 @@ enum Stage<F: Future> {
 /// 2. The job never moves after it is written into the arena (the future is pinned there).
 /// 3. `stage` is touched only by the thread that holds `RUNNING` (poll), or, once `COMPLETE`, by
 ///    whoever the state bits give the output to (handle, completing worker, frame-end sweep).
-#[repr(C)]
+#[repr(C, align(64))]
 pub(crate) struct Job<F: Future> {
     pub(crate) header: Header,
     stage: UnsafeCell<Stage<F>>,
