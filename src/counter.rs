@@ -154,20 +154,26 @@ impl CounterInner {
 
     /// Takes one away; wakes the waiters when it reaches zero. `Err` if it was already zero.
     pub(crate) fn decrement(&self) -> Result<(), &'static str> {
+        self.decrement_by(1)
+    }
+
+    /// Takes `n` away at once (a worker's batch of finished counted jobs); wakes the waiters
+    /// when it reaches zero. `Err`, changing nothing, if the value is below `n`.
+    pub(crate) fn decrement_by(&self, n: usize) -> Result<(), &'static str> {
         let mut v = self.value.load(Ordering::Relaxed);
         loop {
-            if v == 0 {
+            if v < n {
                 return Err(UNDERFLOW);
             }
             match self
                 .value
-                .compare_exchange_weak(v, v - 1, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(v, v - n, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(actual) => v = actual,
             }
         }
-        if v == 1 {
+        if v == n {
             self.notify_all();
         }
         Ok(())

@@ -351,8 +351,11 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
     let root_header = core::ptr::NonNull::from(&shared.root);
     let mut round = 0;
     loop {
-        // The root future, when woken.
+        // The root future, when woken. It may look at a counter this thread still holds
+        // finished jobs of: publish them first.
         if root.is_some() && shared.root.state.load(Ordering::Acquire) & SCHEDULED != 0 {
+            // SAFETY: this thread is worker 0 for the duration of the frame.
+            unsafe { worker::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
         }
         if root.is_none() && shared.all_jobs_done() {
@@ -369,6 +372,11 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             unsafe { worker::run_job(shared, 0, job) };
             round = 0;
             continue;
+        }
+        if round == 0 {
+            // Nothing to run: publish batched completions before idling.
+            // SAFETY: this thread is worker 0 for the duration of the frame.
+            unsafe { worker::flush_pending(shared, 0) };
         }
         if worker::idle_round(&mut round) {
             continue;

@@ -24,6 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use bumpalo::Bump;
 use crossbeam_utils::CachePadded;
 
+use crate::counter::CounterInner;
 use crate::deque::{BATCH, Deque};
 use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
 use crate::job::{Header, JobKind, JobList, JobRef, PollOutcome};
@@ -106,7 +107,14 @@ pub(crate) struct Local {
     pub(crate) batch_len: usize,
     /// Counts `find_work` calls, for the injector fairness check.
     pub(crate) ticks: u32,
+    /// Counted jobs this worker finished but has not yet taken off their counter (all on
+    /// `pending_counter`) nor added to its `completed` count: see [`flush_pending`].
+    pub(crate) pending: usize,
+    pub(crate) pending_counter: *const CounterInner,
 }
+
+/// A worker takes finished counted jobs off their counter in one `fetch_sub` per this many.
+const PENDING_MAX: usize = 64;
 
 /// For this many idle rounds a thief steals only from deques holding at least two jobs. When a
 /// worker spawns a burst and a hungry thief takes each job the moment it is pushed, the two
@@ -146,6 +154,8 @@ impl Shared {
                             batch_next: 0,
                             batch_len: 0,
                             ticks: 0,
+                            pending: 0,
+                            pending_counter: ptr::null(),
                         }),
                     })
                 })
@@ -493,6 +503,15 @@ pub(crate) unsafe fn enqueue(shared: &Shared, job: JobRef) {
 pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // SAFETY: a queued job is live (header invariant 1).
     let h = unsafe { job.header() };
+    let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
+    // SAFETY: (1): `local` is ours.
+    let flush = shared.workers[index]
+        .local
+        .with(|l| unsafe { (*l).pending != 0 && !ptr::eq((*l).pending_counter, counter) });
+    if flush {
+        // SAFETY: (1).
+        unsafe { flush_pending(shared, index) };
+    }
     h.transition_to_running();
     // SAFETY: the header is live during the poll.
     let waker = unsafe { waker::borrowed(job.0) };
@@ -575,16 +594,61 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
             }
         }
     }
-    if let Some(counter) = h.counter {
-        // SAFETY: counters live in the frame arena, like the job.
-        let counter = unsafe { counter.as_ref() };
-        match catch_unwind(AssertUnwindSafe(|| counter.decrement())) {
-            Ok(Ok(())) => {}
-            Ok(Err(msg)) => shared.record_panic(Box::new(msg)),
-            Err(payload) => shared.record_panic(payload),
+    match h.counter {
+        Some(counter) => {
+            // Batched: the counter and this worker's `completed` count learn of it at the next
+            // flush (see `flush_pending`).
+            // SAFETY: (1): `local` is ours; `run_job` flushed any batch of another counter.
+            let full = shared.workers[index].local.with_mut(|l| unsafe {
+                let l = &mut *l;
+                debug_assert!(l.pending == 0 || ptr::eq(l.pending_counter, counter.as_ptr()));
+                l.pending_counter = counter.as_ptr();
+                l.pending += 1;
+                l.pending >= PENDING_MAX
+            });
+            if full {
+                // SAFETY: (1).
+                unsafe { flush_pending(shared, index) };
+            }
         }
+        None => Counts::bump(&shared.workers[index].counts.completed),
     }
-    Counts::bump(&shared.workers[index].counts.completed);
+}
+
+/// Takes worker `index`'s finished counted jobs off their counter (one `fetch_sub`, waking its
+/// awaiters if it reaches zero), then adds them to the worker's `completed` count.
+///
+/// Batching saves a read-modify-write on a cache line every worker shares per counted job.
+/// The order matters: until `completed` says so, the frame cannot end, so the counter in the
+/// arena is still there when we decrement it. A worker flushes before it runs a job of another
+/// counter (or none), before the driver polls the root, when it finds no work, and every
+/// [`PENDING_MAX`] jobs: no awaiter waits on a batch while its worker does unrelated work.
+///
+/// # Safety
+/// 1. The caller is worker `index`.
+pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
+    let w = &shared.workers[index];
+    // SAFETY: (1): `local` is ours.
+    let (n, counter) = w.local.with_mut(|l| unsafe {
+        let l = &mut *l;
+        let taken = (l.pending, l.pending_counter);
+        l.pending = 0;
+        l.pending_counter = ptr::null();
+        taken
+    });
+    if n == 0 {
+        return;
+    }
+    // SAFETY: the counter lives in the frame arena, and the frame cannot end before the
+    // `completed` store below.
+    let counter = unsafe { &*counter };
+    match catch_unwind(AssertUnwindSafe(|| counter.decrement_by(n))) {
+        Ok(Ok(())) => {}
+        Ok(Err(msg)) => shared.record_panic(Box::new(msg)),
+        Err(payload) => shared.record_panic(payload),
+    }
+    let c = &w.counts.completed;
+    c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Release);
 }
 
 /// Frame end, on the driving thread: drops outputs nobody took, from every worker's list.
@@ -672,8 +736,11 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             continue;
         }
         if busy {
-            // We may have finished the frame's last job: let the driver look.
+            // Publish batched completions, then: we may have finished the frame's last job, so
+            // let the driver look.
             busy = false;
+            // SAFETY: we are worker `index`.
+            unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
         if idle_round(&mut round) {
