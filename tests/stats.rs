@@ -1,0 +1,168 @@
+//! `FrameStats`: what `last_frame_stats` reports after each frame.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use frame_scheduler::{FrameStats, Scheduler, yield_now};
+
+fn scheduler(workers: usize) -> Scheduler {
+    Scheduler::builder().workers(workers).build().unwrap()
+}
+
+#[test]
+fn stats_are_default_before_the_first_frame() {
+    let scheduler = scheduler(2);
+    assert_eq!(*scheduler.last_frame_stats(), FrameStats::default());
+    assert_eq!(scheduler.last_frame_stats().index, 0);
+    assert_eq!(scheduler.last_frame_stats().jobs, 0);
+}
+
+#[test]
+fn index_counts_frames_from_zero() {
+    let mut scheduler = scheduler(2);
+    for i in 0..20u64 {
+        let seen = scheduler.run_frame(async |frame| {
+            if i % 2 == 0 {
+                frame.spawn(async {}).await;
+            }
+            frame.index()
+        });
+        assert_eq!(seen, i);
+        assert_eq!(scheduler.last_frame_stats().index, i);
+    }
+}
+
+#[test]
+fn jobs_counts_nested_local_and_counted_jobs_exactly() {
+    for workers in [1, 2, 4] {
+        let mut scheduler = scheduler(workers);
+        for _ in 0..5 {
+            scheduler.run_frame(async |frame| {
+                let mut outer = Vec::new();
+                for _ in 0..3 {
+                    outer.push(frame.spawn(async move {
+                        let a = frame.spawn(async { 1 });
+                        let b = frame.spawn(async move {
+                            // A grandchild, detached.
+                            drop(frame.spawn(async {}));
+                            2
+                        });
+                        a.await + b.await
+                    }));
+                }
+                for _ in 0..4 {
+                    drop(frame.spawn_local(async {}));
+                }
+                let c = frame.counter();
+                for _ in 0..5 {
+                    frame.spawn_counted(c, async {
+                        yield_now().await;
+                    });
+                }
+                for h in outer {
+                    assert_eq!(h.await, 3);
+                }
+                c.await;
+            });
+            let stats = scheduler.last_frame_stats();
+            assert_eq!(stats.jobs, 3 + 3 * 3 + 4 + 5, "workers {workers}");
+            assert_eq!(stats.local_jobs, 4);
+            assert_eq!(stats.foreign_jobs, 0);
+            assert_eq!(stats.panics, 0);
+            assert!(stats.arena_bytes > 0);
+            assert!(stats.arena_capacity > 0);
+        }
+    }
+}
+
+#[test]
+fn empty_frame_uses_no_arena_and_counts_no_jobs() {
+    let mut scheduler = scheduler(2);
+    scheduler.run_frame(async |_| {});
+    let stats = scheduler.last_frame_stats();
+    assert_eq!(stats.jobs, 0);
+    assert_eq!(stats.local_jobs, 0);
+    assert_eq!(stats.arena_bytes, 0);
+    assert_eq!(stats.steals, 0);
+    assert_eq!(stats.panics, 0);
+    // A counter alone lives in the arena too.
+    scheduler.run_frame(async |frame| frame.counter().await);
+    let stats = scheduler.last_frame_stats();
+    assert_eq!(stats.jobs, 0);
+    assert!(stats.arena_bytes > 0);
+    // And the next empty frame is back to zero.
+    scheduler.run_frame(async |_| {});
+    assert_eq!(scheduler.last_frame_stats().arena_bytes, 0);
+}
+
+#[test]
+fn arena_bytes_grow_with_the_number_of_jobs() {
+    let mut scheduler = scheduler(1);
+    let mut used = Vec::new();
+    for n in [10, 100, 1000] {
+        scheduler.run_frame(async |frame| {
+            let c = frame.counter();
+            for _ in 0..n {
+                frame.spawn_counted(c, async {});
+            }
+            c.await;
+        });
+        assert_eq!(scheduler.last_frame_stats().jobs, n);
+        used.push(scheduler.last_frame_stats().arena_bytes);
+    }
+    assert!(
+        used[0] > 0 && used[0] < used[1] && used[1] < used[2],
+        "{used:?}"
+    );
+}
+
+#[test]
+fn one_worker_never_steals() {
+    let mut scheduler = scheduler(1);
+    scheduler.run_frame(async |frame| {
+        let hs: Vec<_> = (0..200).map(|i| frame.spawn(async move { i })).collect();
+        for h in hs {
+            h.await;
+        }
+    });
+    assert_eq!(scheduler.last_frame_stats().steals, 0);
+    assert_eq!(scheduler.last_frame_stats().jobs, 200);
+}
+
+#[test]
+fn panics_counts_every_panic_of_the_frame() {
+    for workers in [1, 2, 3] {
+        let mut scheduler = scheduler(workers);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            scheduler.run_frame(async |frame| {
+                for i in 0..10 {
+                    drop(frame.spawn(async move {
+                        if i % 3 == 0 {
+                            panic!("job {i}");
+                        }
+                    }));
+                }
+            })
+        }));
+        assert!(result.is_err());
+        let stats = scheduler.last_frame_stats();
+        assert_eq!(stats.panics, 4); // jobs 0, 3, 6, 9
+        assert_eq!(stats.jobs, 10);
+        assert_eq!(stats.index, 0);
+        scheduler.run_frame(async |frame| frame.spawn(async {}).await);
+        assert_eq!(scheduler.last_frame_stats().panics, 0);
+        assert_eq!(scheduler.last_frame_stats().index, 1);
+    }
+}
+
+#[test]
+fn stats_are_a_snapshot_that_can_be_cloned() {
+    let mut scheduler = scheduler(2);
+    scheduler.run_frame(async |frame| frame.spawn(async {}).await);
+    let first = scheduler.last_frame_stats().clone();
+    scheduler.run_frame(async |_| {});
+    let second = scheduler.last_frame_stats().clone();
+    assert_eq!(first.jobs, 1);
+    assert_eq!(second.jobs, 0);
+    assert_ne!(first, second);
+    assert_eq!((first.index, second.index), (0, 1));
+}
