@@ -15,7 +15,7 @@ use core::task::{Context, Poll};
 use crate::counter::{Counter, CounterInner, counter_ptr};
 use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::{Header, Job, JobKind, JobRef};
-use crate::sync::{Ordering, lock};
+use crate::sync::Ordering;
 use crate::worker::{self, Counts, Shared};
 
 /// A running frame, handed by reference to the root future of
@@ -148,7 +148,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 .local
                 .with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(value) }))
         } else {
-            NonNull::from(lock(&shared.foreign).arena.alloc(value))
+            NonNull::from(shared.foreign().arena.alloc(value))
         }
     }
 
@@ -192,7 +192,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             }
             job
         } else {
-            let job = NonNull::from(lock(&shared.foreign).arena.alloc(job));
+            let job = NonNull::from(shared.foreign().arena.alloc(job));
             let job = JobRef(job.cast());
             shared.foreign_spawned.fetch_add(1, Ordering::AcqRel);
             // SAFETY: the job was just written, SCHEDULED, and is on no queue.

@@ -444,16 +444,21 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
         // SAFETY: (1) and Shared invariant 1.
         w.local.with_mut(|l| unsafe { (*l).cells.orphan_all() });
     }
-    // SAFETY: (1): no job will be polled again.
-    unsafe { lock(&shared.foreign).cells.orphan_all() };
+    // The foreign pool and arena only if a non-worker thread used them this frame.
+    let foreign_used = shared.foreign_used.swap(false, Ordering::Acquire);
+    if foreign_used {
+        // SAFETY: (1): no job will be polled again.
+        unsafe { lock(&shared.foreign).cells.orphan_all() };
+    }
 
     let mut used = 0;
     let mut grew = false;
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1.
         w.local.with_mut(|l| unsafe {
-            used += arena_used(&(*l).arena);
-            grew |= arena_chunks(&(*l).arena) > 1;
+            let (bytes, chunks) = arena_usage(&(*l).arena);
+            used += bytes;
+            grew |= chunks > 1;
         });
     }
     // `Bump::reset` keeps only the last chunk it allocated, so an arena that needed several
@@ -467,24 +472,24 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
         // SAFETY: as above.
         w.local.with_mut(|l| unsafe {
             let arena = &mut (*l).arena;
-            if arena.allocated_bytes() < target || arena_chunks(arena) > 1 {
+            let (bytes, chunks) = arena_usage(arena);
+            if arena.allocated_bytes() < target || chunks > 1 {
                 *arena = bumpalo::Bump::with_capacity(target.max(arena.allocated_bytes()));
-            } else {
+            } else if bytes > 0 {
                 arena.reset();
             }
             kept += arena.chunk_capacity();
         });
     }
-    {
+    if foreign_used {
         let mut foreign = lock(&shared.foreign);
-        let foreign_used = arena_used(&foreign.arena);
-        used += foreign_used;
-        if arena_chunks(&foreign.arena) > 1 {
-            foreign.arena = bumpalo::Bump::with_capacity(foreign_used.saturating_mul(2));
+        let (bytes, chunks) = arena_usage(&foreign.arena);
+        used += bytes;
+        if chunks > 1 {
+            foreign.arena = bumpalo::Bump::with_capacity(bytes.saturating_mul(2));
         } else {
             foreign.arena.reset();
         }
-        kept += foreign.arena.chunk_capacity();
     }
     // The root's cell, if it had one, was orphaned with the pool that handed it out.
     shared
@@ -495,16 +500,12 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
     (used, kept)
 }
 
-fn arena_chunks(arena: &bumpalo::Bump) -> usize {
-    // SAFETY: we only count the chunks, not read them.
-    unsafe { arena.iter_allocated_chunks_raw() }.count()
-}
-
-fn arena_used(arena: &bumpalo::Bump) -> usize {
-    // SAFETY: we only read the lengths of the chunks, not their contents.
-    unsafe { arena.iter_allocated_chunks_raw() }
-        .map(|(_, len)| len)
-        .sum()
+/// Bytes allocated in an arena, and over how many chunks.
+fn arena_usage(arena: &bumpalo::Bump) -> (usize, usize) {
+    // SAFETY: we only read the chunks' lengths, not their contents.
+    unsafe { arena.iter_allocated_chunks_raw() }.fold((0, 0), |(bytes, chunks), (_, len)| {
+        (bytes + len, chunks + 1)
+    })
 }
 
 /// Aborts the process if dropped during a panic: for code that must not unwind because jobs

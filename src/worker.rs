@@ -29,7 +29,9 @@ use crate::deque::{BATCH, Deque};
 use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
 use crate::job::{Header, JobKind, JobList, JobRef, PollOutcome};
 use crate::sleep::Sleep;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering, UnsafeCell, lock};
+use crate::sync::{
+    AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, lock,
+};
 use crate::waker::{self, CellPool};
 
 /// State shared by the scheduler, its worker threads, and every waker of a live frame.
@@ -47,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) local_queue: Mutex<JobList>,
     local_pending: AtomicUsize,
     pub(crate) foreign: Mutex<Foreign>,
+    /// Set when `foreign` is used; frame end only locks it then.
+    pub(crate) foreign_used: AtomicBool,
     pub(crate) foreign_spawned: AtomicU64,
     pub(crate) root: Header,
     pub(crate) sleep: Sleep,
@@ -164,6 +168,7 @@ impl Shared {
             injected: CachePadded::new(AtomicUsize::new(0)),
             local_queue: Mutex::new(JobList::new()),
             local_pending: AtomicUsize::new(0),
+            foreign_used: AtomicBool::new(false),
             foreign: Mutex::new(Foreign {
                 arena: Bump::new(),
                 cells: CellPool::new(),
@@ -186,8 +191,8 @@ impl Shared {
 
     /// Keeps the first panic of the frame; later payloads are dropped.
     pub(crate) fn record_panic(&self, payload: Box<dyn Any + Send>) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
         let mut first = lock(&self.first_panic);
+        self.panics.fetch_add(1, Ordering::Release);
         if first.is_none() {
             *first = Some(payload);
         } else {
@@ -199,7 +204,17 @@ impl Shared {
     }
 
     pub(crate) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
+        // No lock in the common case: a recorded panic bumped `panics` first.
+        if self.panics.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         lock(&self.first_panic).take()
+    }
+
+    /// The arena and wake cells of non-worker threads, marked as used this frame.
+    pub(crate) fn foreign(&self) -> MutexGuard<'_, Foreign> {
+        self.foreign_used.store(true, Ordering::Relaxed);
+        lock(&self.foreign)
     }
 
     /// Puts a job where any worker will find it, and wakes one if any is asleep.
@@ -455,7 +470,7 @@ pub(crate) fn with_cell_pool<R>(header: &Header, f: impl FnOnce(&mut CellPool) -
             .local
             .with_mut(|l| f(unsafe { &mut (*l).cells }))
     } else {
-        f(&mut lock(&shared.foreign).cells)
+        f(&mut shared.foreign().cells)
     }
 }
 
