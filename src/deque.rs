@@ -85,6 +85,13 @@ impl Deque {
         }
     }
 
+    /// (top, bottom) as a thief sees them now (may be stale at once).
+    pub(crate) fn snapshot(&self) -> (usize, usize) {
+        let t = self.top.load(Ordering::Acquire);
+        let b = self.bottom.load(Ordering::Acquire);
+        (t, b)
+    }
+
     /// Whether the deque looks empty (a snapshot; may be stale at once).
     pub(crate) fn is_empty(&self) -> bool {
         let t = self.top.load(Ordering::Acquire);

@@ -367,7 +367,7 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             }
         }
         // SAFETY: this thread is worker 0 for the duration of the frame.
-        if let Some(job) = unsafe { shared.find_work(0, round) } {
+        if let Some(job) = unsafe { shared.find_work(0) } {
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { worker::run_job(shared, 0, job) };
             round = 0;

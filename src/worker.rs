@@ -115,17 +115,12 @@ pub(crate) struct Local {
     /// `pending_counter`) nor added to its `completed` count: see [`flush_pending`].
     pub(crate) pending: usize,
     pub(crate) pending_counter: *const CounterInner,
+    /// (victim, top, bottom) of the last lone job this worker saw and left alone.
+    pub(crate) last_seen: (usize, usize, usize),
 }
 
 /// A worker takes finished counted jobs off their counter in one `fetch_sub` per this many.
 const PENDING_MAX: usize = 64;
-
-/// For this many idle rounds a thief steals only from deques holding at least two jobs. When a
-/// worker spawns a burst and a hungry thief takes each job the moment it is pushed, the two
-/// fight over the cache lines of the newest jobs (the spawner still writes them); leaving the
-/// last job to its owner makes thieves take older jobs the spawner is done with. A lone job is
-/// still stolen once the thief has waited this long.
-pub(crate) const PATIENT_ROUNDS: u32 = 8;
 
 /// Every this many looks for work, a worker checks the shared FIFO before its own deque.
 const INJECTOR_EVERY: u32 = 32;
@@ -160,6 +155,7 @@ impl Shared {
                             ticks: 0,
                             pending: 0,
                             pending_counter: ptr::null(),
+                            last_seen: (usize::MAX, 0, 0),
                         }),
                     })
                 })
@@ -305,12 +301,16 @@ impl Shared {
 
     /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
     ///
-    /// `idle_rounds` is how many times in a row the caller found nothing: while it is small,
-    /// thieves leave a victim's last job alone (see [`PATIENT_ROUNDS`]).
+    /// Thieves are patient with a victim's last job: they take it only if the victim's deque
+    /// looked exactly the same at their previous look (its owner is busy elsewhere). When a
+    /// worker spawns a burst, or two jobs wake each other on one worker, a hungry thief that
+    /// took each job the moment it was pushed would fight the owner over the cache lines of
+    /// the newest jobs, and drag a ping-pong across cores; leaving the last job to an owner
+    /// that is making progress avoids both, and a job left sitting is still stolen.
     ///
     /// # Safety
     /// 1. The caller is worker `index`.
-    pub(crate) unsafe fn find_work(&self, index: usize, idle_rounds: u32) -> Option<JobRef> {
+    pub(crate) unsafe fn find_work(&self, index: usize) -> Option<JobRef> {
         if index == 0 {
             if let Some(job) = self.pop_local() {
                 return Some(job);
@@ -338,11 +338,24 @@ impl Shared {
         }
         let n = self.workers.len();
         for k in 1..n {
-            let victim = &self.workers[(index + k) % n].queue;
+            let v = (index + k) % n;
+            let victim = &self.workers[v].queue;
+            let (top, bottom) = victim.snapshot();
+            let len = bottom.wrapping_sub(top) as isize;
+            if len <= 0 {
+                continue;
+            }
             // SAFETY: (1): our batch is ours; it is empty (`pop_own` found nothing).
             let job = me.local.with_mut(|l| unsafe {
                 let l = &mut *l;
-                let min_len = if idle_rounds < PATIENT_ROUNDS { 2 } else { 1 };
+                let min_len = if len > 1 {
+                    2
+                } else if l.last_seen == (v, top, bottom) {
+                    1
+                } else {
+                    l.last_seen = (v, top, bottom);
+                    return None;
+                };
                 let got = victim.steal_batch(&mut l.batch, min_len);
                 l.batch_len = got;
                 l.batch_next = got.min(1);
@@ -743,7 +756,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
     let mut busy = false;
     loop {
         // SAFETY: this thread is worker `index` for its whole life.
-        if let Some(job) = unsafe { shared.find_work(index, round) } {
+        if let Some(job) = unsafe { shared.find_work(index) } {
             // SAFETY: we are worker `index` and found the job in a queue.
             unsafe { run_job(shared, index, job) };
             round = 0;
