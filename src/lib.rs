@@ -114,3 +114,8 @@ pub use counter::{Counter, CounterWait};
 pub use frame::{Frame, JobHandle, yield_now};
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
 pub use stats::FrameStats;
+
+/// Bytes of the header in front of every job in the arena (state words, vtable, links, the
+/// awaiter slot). A job is the header, then its future or output, rounded up to a 64-byte cache
+/// line so that jobs run by different workers never share a line.
+pub const JOB_HEADER_BYTES: usize = core::mem::size_of::<job::Header>();
