@@ -14,7 +14,8 @@ fn spawn(c: &mut Criterion) {
     common::bench_workload(c, &mut systems, Workload::Spawn);
 
     // Variants of the same workload: frame-scheduler with counted jobs and one counter instead
-    // of detached handles, and tokio with its root on a worker instead of the block_on thread.
+    // of detached handles, tokio with its root on a worker instead of the block_on thread, and
+    // frame-scheduler on one worker.
     let mut group = c.benchmark_group(format!(
         "{}/{}threads/variants",
         Workload::Spawn.group(),
@@ -26,6 +27,17 @@ fn spawn(c: &mut Criterion) {
     });
     group.bench_function("tokio-root-on-worker", |b| {
         b.iter(|| common::peers::tokio_spawn_root_on_worker(&systems.tokio))
+    });
+    // One worker: the per-job cost with no cross-core traffic, against the serial floors.
+    let mut one = frame_scheduler::Scheduler::builder()
+        .workers(1)
+        .build()
+        .unwrap();
+    group.bench_function("frame-scheduler-1-worker", |b| {
+        b.iter(|| common::frame_scheduler(&mut one, Workload::Spawn, &mut []))
+    });
+    group.bench_function("frame-scheduler-counted-1-worker", |b| {
+        b.iter(|| common::frame_scheduler_spawn_counted(&mut one))
     });
     group.finish();
 }
