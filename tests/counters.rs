@@ -1,28 +1,17 @@
 //! Counters as latches: many waiters, `add`/`done` by hand, underflow, already-zero counters,
 //! dropped waits, and a staged pipeline.
 
-use std::any::Any;
 use std::future::IntoFuture;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use frame_scheduler::{Scheduler, yield_now};
+use frame_scheduler::yield_now;
 use futures::FutureExt;
 
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+mod common;
 
-fn message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        panic!("panic payload is not a string")
-    }
-}
+use common::{message, scheduler};
 
 #[test]
 fn many_waiters_on_one_counter_are_all_released() {

@@ -5,13 +5,13 @@
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use frame_scheduler::{Frame, Scheduler, yield_now};
+use frame_scheduler::{Frame, yield_now};
+
+mod common;
+
+use common::scheduler;
 
 const N: usize = 64;
-
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
 
 /// Adds one to its counter when dropped.
 struct Tracked<'a> {

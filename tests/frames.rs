@@ -12,9 +12,9 @@ use std::task::{Context, Poll};
 use frame_scheduler::{Scheduler, yield_now};
 use futures::{SinkExt, StreamExt};
 
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+mod common;
+
+use common::scheduler;
 
 /// Counts the polls of the future it wraps.
 struct CountPolls<'a, F> {

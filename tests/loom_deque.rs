@@ -8,6 +8,19 @@ use frame_scheduler::loom_api::DequeModel;
 use loom::sync::Arc;
 use loom::thread;
 
+/// The owner pops until the deque is empty.
+fn drain(deque: &DequeModel) -> Vec<usize> {
+    let mut taken = Vec::new();
+    loop {
+        // SAFETY: only the owner (the model's main thread) calls this.
+        let more = unsafe { deque.pop() };
+        if more.is_empty() {
+            return taken;
+        }
+        taken.extend(more);
+    }
+}
+
 fn check(taken: Vec<usize>, jobs: usize) {
     let mut taken = taken;
     taken.sort_unstable();
@@ -37,14 +50,7 @@ fn batch_pop_racing_a_thief_takes_each_job_once() {
         let mut taken = unsafe { deque.pop() };
         let stolen = thief.join().unwrap();
         // Drain what is left.
-        loop {
-            // SAFETY: owner.
-            let more = unsafe { deque.pop() };
-            if more.is_empty() {
-                break;
-            }
-            taken.extend(more);
-        }
+        taken.extend(drain(&deque));
         taken.extend(stolen);
         check(taken, 4);
     });
@@ -91,14 +97,7 @@ fn two_thieves_and_a_pushing_owner() {
             .into_iter()
             .filter_map(|t| t.join().unwrap())
             .collect();
-        loop {
-            // SAFETY: owner.
-            let more = unsafe { deque.pop() };
-            if more.is_empty() {
-                break;
-            }
-            taken.extend(more);
-        }
+        taken.extend(drain(&deque));
         let jobs = if pushed { 3 } else { 2 };
         if !pushed {
             assert!(!taken.contains(&3));
@@ -128,14 +127,7 @@ fn owner_pop_and_two_thieves_never_share_a_job() {
         // SAFETY: owner.
         let mut taken = unsafe { deque.pop() };
         taken.extend(thieves.into_iter().filter_map(|t| t.join().unwrap()));
-        loop {
-            // SAFETY: owner.
-            let more = unsafe { deque.pop() };
-            if more.is_empty() {
-                break;
-            }
-            taken.extend(more);
-        }
+        taken.extend(drain(&deque));
         check(taken, 2);
     });
 }
@@ -160,14 +152,7 @@ fn batch_pop_and_two_thieves_never_share_a_job() {
         // SAFETY: owner.
         let mut taken = unsafe { deque.pop() };
         taken.extend(thieves.into_iter().filter_map(|t| t.join().unwrap()));
-        loop {
-            // SAFETY: owner.
-            let more = unsafe { deque.pop() };
-            if more.is_empty() {
-                break;
-            }
-            taken.extend(more);
-        }
+        taken.extend(drain(&deque));
         check(taken, 3);
     });
 }
@@ -188,15 +173,7 @@ fn batch_steal_racing_owner_pops() {
             let deque = deque.clone();
             thread::spawn(move || deque.steal_batch(1))
         };
-        let mut taken = Vec::new();
-        loop {
-            // SAFETY: owner.
-            let more = unsafe { deque.pop() };
-            if more.is_empty() {
-                break;
-            }
-            taken.extend(more);
-        }
+        let mut taken = drain(&deque);
         taken.extend(thief.join().unwrap());
         check(taken, 4);
     });

@@ -6,23 +6,12 @@ use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use frame_scheduler::{Scheduler, yield_now};
+use frame_scheduler::yield_now;
 use futures::FutureExt;
 
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+mod common;
 
-/// The message of a panic payload, if it is a string.
-fn message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        panic!("panic payload is not a string")
-    }
-}
+use common::{message, scheduler};
 
 /// Runs a frame that must panic, and returns the payload it resumed.
 fn run_panicking<R>(f: impl FnOnce() -> R) -> Box<dyn Any + Send> {

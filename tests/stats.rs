@@ -2,11 +2,11 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use frame_scheduler::{FrameStats, Scheduler, yield_now};
+use frame_scheduler::{FrameStats, yield_now};
 
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+mod common;
+
+use common::scheduler;
 
 #[test]
 fn stats_are_default_before_the_first_frame() {

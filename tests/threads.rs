@@ -1,28 +1,17 @@
 //! Threads: where jobs run, spawning from threads that are not workers, `run_frame` from
 //! inside a frame, and schedulers moving between threads.
 
-use std::any::Any;
 use std::future::IntoFuture;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::thread;
 
-use frame_scheduler::{Scheduler, yield_now};
+use frame_scheduler::yield_now;
 
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+mod common;
 
-fn message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        panic!("panic payload is not a string")
-    }
-}
+use common::{message, scheduler};
 
 #[test]
 fn one_worker_runs_everything_on_the_calling_thread() {

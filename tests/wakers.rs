@@ -15,9 +15,9 @@ use frame_scheduler::{Scheduler, yield_now};
 use futures::channel::oneshot;
 use futures::{SinkExt, StreamExt};
 
-fn scheduler(workers: usize) -> Scheduler {
-    Scheduler::builder().workers(workers).build().unwrap()
-}
+mod common;
+
+use common::scheduler;
 
 /// Stashes a clone of its waker into `slot` and completes at once.
 struct Stash<'a>(&'a Mutex<Option<Waker>>);
