@@ -88,6 +88,8 @@ pub(crate) struct Counts {
     pub(crate) steals: AtomicU64,
     /// `spawn_local` jobs (worker 0 only).
     pub(crate) local: AtomicU64,
+    /// Polls this worker has started: a sign of progress for patient thieves.
+    pub(crate) polls: AtomicU64,
 }
 
 impl Counts {
@@ -115,8 +117,8 @@ pub(crate) struct Local {
     /// `pending_counter`) nor added to its `completed` count: see [`flush_pending`].
     pub(crate) pending: usize,
     pub(crate) pending_counter: *const CounterInner,
-    /// (victim, top, bottom) of the last lone job this worker saw and left alone.
-    pub(crate) last_seen: (usize, usize, usize),
+    /// (victim, top, bottom, victim's polls) when this worker last saw a lone job and left it.
+    pub(crate) last_seen: (usize, usize, usize, u64),
 }
 
 /// A worker takes finished counted jobs off their counter in one `fetch_sub` per this many.
@@ -155,7 +157,7 @@ impl Shared {
                             ticks: 0,
                             pending: 0,
                             pending_counter: ptr::null(),
-                            last_seen: (usize::MAX, 0, 0),
+                            last_seen: (usize::MAX, 0, 0, 0),
                         }),
                     })
                 })
@@ -302,7 +304,8 @@ impl Shared {
     /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
     ///
     /// Thieves are patient with a victim's last job: they take it only if the victim's deque
-    /// looked exactly the same at their previous look (its owner is busy elsewhere). When a
+    /// looked exactly the same at their previous look and its owner has started no poll since
+    /// (it is busy with one job). When a
     /// worker spawns a burst, or two jobs wake each other on one worker, a hungry thief that
     /// took each job the moment it was pushed would fight the owner over the cache lines of
     /// the newest jobs, and drag a ping-pong across cores; leaving the last job to an owner
@@ -345,15 +348,18 @@ impl Shared {
             if len <= 0 {
                 continue;
             }
+            // The deque's indices alone do not show progress (a job pushed and popped again
+            // leaves them as they were); the owner's poll count does.
+            let polls = self.workers[v].counts.polls.load(Ordering::Relaxed);
             // SAFETY: (1): our batch is ours; it is empty (`pop_own` found nothing).
             let job = me.local.with_mut(|l| unsafe {
                 let l = &mut *l;
                 let min_len = if len > 1 {
                     2
-                } else if l.last_seen == (v, top, bottom) {
+                } else if l.last_seen == (v, top, bottom, polls) {
                     1
                 } else {
-                    l.last_seen = (v, top, bottom);
+                    l.last_seen = (v, top, bottom, polls);
                     return None;
                 };
                 let got = victim.steal_batch(&mut l.batch, min_len);
@@ -540,6 +546,7 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
         // SAFETY: (1).
         unsafe { flush_pending(shared, index) };
     }
+    Counts::bump(&shared.workers[index].counts.polls);
     h.transition_to_running();
     // SAFETY: the header is live during the poll.
     let waker = unsafe { waker::borrowed(job.0) };
