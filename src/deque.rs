@@ -43,15 +43,33 @@ pub(crate) const BATCH: usize = 8;
 pub(crate) struct Deque {
     top: CachePadded<AtomicUsize>,
     bottom: CachePadded<AtomicUsize>,
-    /// The owner's last reading of `top`, so a push need not touch the line thieves write.
-    /// `top` only increases, so a stale copy only overstates the length: safe for the check.
-    top_cache: CachePadded<UnsafeCell<usize>>,
+    /// The owner's private state (see [`Owner`]).
+    owner: CachePadded<UnsafeCell<Owner>>,
     slots: Box<[AtomicPtr<Header>]>,
     mask: usize,
 }
 
-// SAFETY: `top_cache` is touched only by the owner (the `unsafe` contract of `push` and `pop`);
-// everything else is atomic.
+/// What only the owner touches.
+///
+/// # Invariants
+/// 1. `published <= bottom` (as indices that wrap): jobs in `published..bottom` were pushed
+///    but are not yet visible to thieves, who see `self.bottom == published`.
+/// 2. `top_cache` was read from `top` at some point; `top` only increases, so it is a lower
+///    bound and overstates the length, which is safe for the full check.
+#[derive(Debug)]
+struct Owner {
+    top_cache: usize,
+    bottom: usize,
+    published: usize,
+}
+
+/// The owner makes its pushes visible to thieves at least every this many pushes (and at the
+/// end of every poll, and before every pop). Publishing writes the `bottom` line thieves keep
+/// reading: doing it for every push would make each push win that line back from them.
+const PUBLISH_EVERY: usize = 8;
+
+// SAFETY: `owner` is touched only by the owner (the `unsafe` contract of `push`, `publish` and
+// `pop`); everything else is atomic.
 unsafe impl Sync for Deque {}
 // SAFETY: as above.
 unsafe impl Send for Deque {}
@@ -77,7 +95,11 @@ impl Deque {
         Deque {
             top: CachePadded::new(AtomicUsize::new(0)),
             bottom: CachePadded::new(AtomicUsize::new(0)),
-            top_cache: CachePadded::new(UnsafeCell::new(0)),
+            owner: CachePadded::new(UnsafeCell::new(Owner {
+                top_cache: 0,
+                bottom: 0,
+                published: 0,
+            })),
             slots: (0..capacity)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
@@ -99,36 +121,77 @@ impl Deque {
         distance(b, t) <= 0
     }
 
-    /// Pushes a job at the bottom. Owner only. `Err` gives the job back when the deque is full.
+    /// Pushes a job at the bottom. Owner only. `Err` gives the job back when the deque is full;
+    /// `Ok(true)` when this push also published jobs to thieves (see [`Deque::publish`]).
     ///
     /// # Safety
-    /// 1. Only the deque's owner calls `push` and `pop`.
+    /// 1. Only the deque's owner calls `push`, `publish` and `pop`.
     #[inline]
-    pub(crate) unsafe fn push(&self, job: JobRef) -> Result<(), JobRef> {
-        let b = self.bottom.load(Ordering::Relaxed);
-        // SAFETY: (1): the cache is the owner's.
-        let cached = self.top_cache.with(|t| unsafe { *t });
-        if distance(b, cached) >= self.slots.len() as isize {
+    pub(crate) unsafe fn push(&self, job: JobRef) -> Result<bool, JobRef> {
+        // SAFETY: (1): the owner state is ours.
+        let owner = unsafe { &mut *self.owner.with_mut(|o| o) };
+        let b = owner.bottom;
+        if distance(b, owner.top_cache) >= self.slots.len() as isize {
             // Looks full: read the real `top` (thieves may have made room).
-            let t = self.top.load(Ordering::Acquire);
-            // SAFETY: (1).
-            self.top_cache.with_mut(|c| unsafe { *c = t });
-            if distance(b, t) >= self.slots.len() as isize {
+            owner.top_cache = self.top.load(Ordering::Acquire);
+            if distance(b, owner.top_cache) >= self.slots.len() as isize {
                 return Err(job);
             }
         }
         self.slots[b & self.mask].store(job.0.as_ptr(), Ordering::Relaxed);
+        owner.bottom = b.wrapping_add(1);
+        if distance(owner.bottom, owner.published) as usize >= PUBLISH_EVERY {
+            // SAFETY: (1).
+            return Ok(unsafe { self.publish() });
+        }
+        Ok(false)
+    }
+
+    /// Makes every job pushed so far visible to thieves. Returns whether there were new ones.
+    /// The owner calls it at the end of every poll, so that jobs a job spawned can be stolen
+    /// while the owner goes on to other work.
+    ///
+    /// # Safety
+    /// 1. Only the deque's owner calls `push`, `publish` and `pop`.
+    #[inline]
+    pub(crate) unsafe fn publish(&self) -> bool {
+        // SAFETY: (1).
+        let owner = unsafe { &mut *self.owner.with_mut(|o| o) };
+        if owner.published == owner.bottom {
+            return false;
+        }
+        // The slots written since the last publication happen before a thief's read of them.
         fence(Ordering::Release);
-        self.bottom.store(b.wrapping_add(1), Ordering::Relaxed);
-        Ok(())
+        self.bottom.store(owner.bottom, Ordering::Relaxed);
+        owner.published = owner.bottom;
+        true
+    }
+
+    /// After a pop moved `self.bottom`, the owner's copies follow it.
+    fn settle(&self, owner: &mut Owner) {
+        let b = self.bottom.load(Ordering::Relaxed);
+        owner.bottom = b;
+        owner.published = b;
     }
 
     /// Pops up to [`BATCH`] jobs from the bottom into `out`, newest first; returns how many.
     /// Owner only.
     ///
     /// # Safety
-    /// 1. Only the deque's owner calls `push` and `pop`.
+    /// 1. Only the deque's owner calls `push`, `publish` and `pop`.
     pub(crate) unsafe fn pop(&self, out: &mut [Option<JobRef>; BATCH]) -> usize {
+        // Publish first: the pop below works on `self.bottom` and the usual Chase-Lev argument.
+        // SAFETY: (1).
+        unsafe { self.publish() };
+        // SAFETY: (1): the owner state is ours; `settle` keeps it in step with the pop.
+        let owner = unsafe { &mut *self.owner.with_mut(|o| o) };
+        let n = self.pop_published(out);
+        self.settle(owner);
+        n
+    }
+
+    /// The pop proper, on published jobs only (all of them, after `publish`).
+    fn pop_published(&self, out: &mut [Option<JobRef>; BATCH]) -> usize {
         let b = self.bottom.load(Ordering::Relaxed);
         let t = self.top.load(Ordering::Relaxed);
         let len = distance(b, t);

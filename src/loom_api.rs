@@ -258,6 +258,12 @@ impl DequeModel {
     }
     /// # Safety
     /// Owner only.
+    pub unsafe fn publish(&self) {
+        // SAFETY: the caller is the owner.
+        unsafe { self.deque.publish() };
+    }
+    /// # Safety
+    /// Owner only.
     pub unsafe fn pop(&self) -> Vec<usize> {
         let mut out = [None; crate::deque::BATCH];
         // SAFETY: the caller is the owner.

@@ -357,6 +357,9 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { worker::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
+            // Jobs the root spawned (or its drop did) become stealable now.
+            // SAFETY: as above.
+            unsafe { shared.publish(0) };
         }
         if root.is_none() && shared.all_jobs_done() {
             // Dropping outputs nobody took may, in odd programs, spawn again: look once more.

@@ -267,13 +267,32 @@ impl Shared {
     pub(crate) unsafe fn push(&self, index: usize, job: JobRef) {
         // SAFETY: (2): we are the deque's owner.
         match unsafe { self.workers[index].queue.push(job) } {
-            Ok(()) => {
-                if self.sleep.has_sleepers() {
-                    self.sleep.notify_one(index);
-                }
-            }
+            Ok(true) => self.wake_thief(index),
+            // Not yet visible to thieves: the owner publishes at the end of this poll.
+            Ok(false) => {}
             // SAFETY: (1), passed on.
             Err(job) => unsafe { self.inject(job) },
+        }
+    }
+
+    /// Makes the jobs worker `index` pushed visible to thieves, and wakes one if any sleeps.
+    /// Called at the end of every poll on worker `index`.
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    #[inline]
+    pub(crate) unsafe fn publish(&self, index: usize) {
+        // SAFETY: (1): we are the deque's owner.
+        if unsafe { self.workers[index].queue.publish() } {
+            self.wake_thief(index);
+        }
+    }
+
+    /// Jobs became stealable on worker `index`: wake a sleeping worker to take some.
+    #[inline]
+    fn wake_thief(&self, index: usize) {
+        if self.sleep.has_sleepers() {
+            self.sleep.notify_one(index);
         }
     }
 
@@ -586,6 +605,9 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
             unsafe { complete(shared, index, job, true) }
         }
     }
+    // Jobs this poll spawned or woke become stealable now.
+    // SAFETY: (1).
+    unsafe { shared.publish(index) };
 }
 
 /// The bookkeeping after a job's last poll. The `completed` count is the very last touch.

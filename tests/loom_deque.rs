@@ -41,6 +41,7 @@ fn batch_pop_racing_a_thief_takes_each_job_once() {
             for n in 1..=4 {
                 assert!(deque.push(n));
             }
+            deque.publish();
         }
         let thief = {
             let deque = deque.clone();
@@ -62,7 +63,10 @@ fn last_job_goes_to_exactly_one() {
     loom::model(|| {
         let deque = Arc::new(DequeModel::new(4));
         // SAFETY: owner.
-        unsafe { assert!(deque.push(1)) };
+        unsafe {
+            assert!(deque.push(1));
+            deque.publish();
+        }
         let thief = {
             let deque = deque.clone();
             thread::spawn(move || deque.steal())
@@ -84,6 +88,7 @@ fn two_thieves_and_a_pushing_owner() {
         unsafe {
             assert!(deque.push(1));
             assert!(deque.push(2));
+            deque.publish();
         }
         let thieves: Vec<_> = (0..2)
             .map(|_| {
@@ -92,7 +97,11 @@ fn two_thieves_and_a_pushing_owner() {
             })
             .collect();
         // SAFETY: owner. A push into a full deque must fail; one into room must succeed.
-        let pushed = unsafe { deque.push(3) };
+        let pushed = unsafe {
+            let pushed = deque.push(3);
+            deque.publish();
+            pushed
+        };
         let mut taken: Vec<usize> = thieves
             .into_iter()
             .filter_map(|t| t.join().unwrap())
@@ -117,6 +126,7 @@ fn owner_pop_and_two_thieves_never_share_a_job() {
         unsafe {
             assert!(deque.push(1));
             assert!(deque.push(2));
+            deque.publish();
         }
         let thieves: Vec<_> = (0..2)
             .map(|_| {
@@ -142,6 +152,7 @@ fn batch_pop_and_two_thieves_never_share_a_job() {
             for n in 1..=3 {
                 assert!(deque.push(n));
             }
+            deque.publish();
         }
         let thieves: Vec<_> = (0..2)
             .map(|_| {
@@ -168,6 +179,7 @@ fn batch_steal_racing_owner_pops() {
             for n in 1..=4 {
                 assert!(deque.push(n));
             }
+            deque.publish();
         }
         let thief = {
             let deque = deque.clone();
@@ -185,7 +197,10 @@ fn patient_thief_leaves_the_last_job() {
     loom::model(|| {
         let deque = Arc::new(DequeModel::new(4));
         // SAFETY: owner.
-        unsafe { assert!(deque.push(1)) };
+        unsafe {
+            assert!(deque.push(1));
+            deque.publish();
+        }
         let thief = {
             let deque = deque.clone();
             thread::spawn(move || deque.steal_batch(2))
@@ -194,5 +209,34 @@ fn patient_thief_leaves_the_last_job() {
         assert!(stolen.is_empty());
         // SAFETY: owner.
         assert_eq!(unsafe { deque.pop() }, vec![1]);
+    });
+}
+
+/// Jobs pushed but not yet published are the owner's alone: a thief racing the owner's pop
+/// (which publishes first) still takes each job at most once, and none is lost.
+#[test]
+fn unpublished_jobs_and_a_thief() {
+    loom::model(|| {
+        let deque = Arc::new(DequeModel::new(8));
+        // SAFETY: owner. Two published, two still private.
+        unsafe {
+            assert!(deque.push(1));
+            assert!(deque.push(2));
+            deque.publish();
+            assert!(deque.push(3));
+            assert!(deque.push(4));
+        }
+        let thief = {
+            let deque = deque.clone();
+            thread::spawn(move || deque.steal_batch(1))
+        };
+        let mut taken = drain(&deque);
+        let stolen = thief.join().unwrap();
+        assert!(
+            !stolen.contains(&4),
+            "a thief took the newest job, which the owner pops first"
+        );
+        taken.extend(stolen);
+        check(taken, 4);
     });
 }
