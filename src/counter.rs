@@ -72,7 +72,10 @@ impl<'frame> Counter<'frame> {
     /// Marks one unit of work done, waking every awaiter if the value reaches zero.
     ///
     /// # Panics
-    /// If the value is already zero: every `done()` must match an earlier `add(1)`.
+    /// If the value is already zero: every `done()` must match an earlier `add(1)`. Workers take
+    /// finished counted jobs off their counter in batches, so a surplus `done()` made while such
+    /// a batch is pending is found when the batch is: the counter is then set to zero, its
+    /// awaiters are woken, and `run_frame` panics with the same message once the frame is over.
     pub fn done(&self) {
         if let Err(msg) = self.inner.decrement() {
             panic!("{msg}");
@@ -158,12 +161,28 @@ impl CounterInner {
     }
 
     /// Takes `n` away at once (a worker's batch of finished counted jobs); wakes the waiters
-    /// when it reaches zero. `Err`, changing nothing, if the value is below `n`.
+    /// when it reaches zero. If the value is below `n` (a stray `done()` took some of it), the
+    /// counter is set to zero, its waiters are woken, and `Err` says so: the frame reports the
+    /// misuse as a panic instead of hanging on a counter that can never reach zero.
     pub(crate) fn decrement_by(&self, n: usize) -> Result<(), &'static str> {
         let mut v = self.value.load(Ordering::Relaxed);
         loop {
             if v < n {
-                return Err(UNDERFLOW);
+                match self
+                    .value
+                    .compare_exchange_weak(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                {
+                    Ok(_) => {
+                        if v != 0 {
+                            self.notify_all();
+                        }
+                        return Err(UNDERFLOW);
+                    }
+                    Err(actual) => {
+                        v = actual;
+                        continue;
+                    }
+                }
             }
             match self
                 .value

@@ -63,9 +63,10 @@ struct Owner {
     published: usize,
 }
 
-/// The owner makes its pushes visible to thieves at least every this many pushes (and at the
-/// end of every poll, and before every pop). Publishing writes the `bottom` line thieves keep
-/// reading: doing it for every push would make each push win that line back from them.
+/// The owner makes its pushes visible to thieves at least every this many pushes (and at once
+/// when thieves have taken everything published, at the end of every poll, and before every
+/// pop). Publishing writes the `bottom` line thieves keep reading: doing it for every push would
+/// make each push win that line back from them.
 const PUBLISH_EVERY: usize = 8;
 
 // SAFETY: `owner` is touched only by the owner (the `unsafe` contract of `push`, `publish` and
@@ -138,9 +139,16 @@ impl Deque {
                 return Err(job);
             }
         }
+        // The first job after a publication: if thieves have taken everything published, they
+        // are waiting for work and this job must be visible at once (a job spawned before its
+        // spawner computes on must be stealable meanwhile). One read of `top` per publication.
+        let starving = b == owner.published && {
+            owner.top_cache = self.top.load(Ordering::Acquire);
+            owner.top_cache == owner.published
+        };
         self.slots[b & self.mask].store(job.0.as_ptr(), Ordering::Relaxed);
         owner.bottom = b.wrapping_add(1);
-        if distance(owner.bottom, owner.published) as usize >= PUBLISH_EVERY {
+        if starving || distance(owner.bottom, owner.published) as usize >= PUBLISH_EVERY {
             // SAFETY: (1).
             return Ok(unsafe { self.publish() });
         }
@@ -198,8 +206,9 @@ impl Deque {
         if len <= 0 {
             return 0;
         }
-        // Leave the last job to the single-pop path, which settles it with thieves by CAS.
-        let want = (len as usize - 1).min(BATCH);
+        // Take at most half, so thieves can always reach the other half, and leave the last job
+        // to the single-pop path, which settles it with thieves by CAS.
+        let want = (len as usize / 2).min(BATCH);
         if want > 1 {
             let nb = b.wrapping_sub(want);
             self.bottom.store(nb, Ordering::Relaxed);
@@ -315,7 +324,9 @@ impl Deque {
 
     fn load(&self, index: usize) -> JobRef {
         let p = self.slots[index & self.mask].load(Ordering::Relaxed);
-        // Only indices in top..bottom are read, and every push wrote a job there.
+        // Every index read is below a `bottom` its reader saw published (a thief's `top` may be
+        // stale, so the slot may hold a newer job, which its failing CAS then discards); each
+        // such slot was written by a push, and slots are never cleared.
         JobRef(NonNull::new(p).expect("a deque slot in use holds a job"))
     }
 }

@@ -37,11 +37,13 @@ use crate::waker::{self, CellPool};
 /// State shared by the scheduler, its worker threads, and every waker of a live frame.
 ///
 /// # Invariants
-/// 1. `workers[i].local` is touched only by the thread that is worker `i` (its background thread,
-///    or for `i == 0` the thread inside `run_frame`), and by the driving thread at frame end,
-///    after it has seen every `completed` count that accounts for worker `i`'s work (so every
-///    access by worker `i` in the frame happens before).
-/// 2. Between frames no job exists, so no worker touches its `local` state.
+/// 1. `workers[i].local` (arena, wake cells, outputs list) is touched only by the thread that is
+///    worker `i` (its background thread, or for `i == 0` the thread inside `run_frame`) while it
+///    runs a job of the frame, and by the driving thread at frame end, after it has seen every
+///    `completed` count that accounts for worker `i`'s work (so every access by worker `i` in the
+///    frame happens before). Between frames no job exists, so no worker touches it.
+/// 2. `workers[i].search` is touched only by worker `i`, at any time (idle workers look for work
+///    between frames too).
 pub(crate) struct Shared {
     pub(crate) workers: Box<[CachePadded<Worker>]>,
     pub(crate) injector: Mutex<JobList>,
@@ -78,6 +80,7 @@ pub(crate) struct Worker {
     pub(crate) queue: Deque,
     pub(crate) counts: CachePadded<Counts>,
     pub(crate) local: UnsafeCell<Local>,
+    pub(crate) search: UnsafeCell<Search>,
 }
 
 /// Counters written only by their worker (plain load + store, no read-modify-write).
@@ -99,14 +102,21 @@ impl Counts {
     }
 }
 
-/// A worker's thread-confined state (see `Shared` invariant 1).
+/// A worker's frame state: what its jobs allocate and leave behind (see `Shared` invariant 1).
 #[derive(Debug)]
 pub(crate) struct Local {
     pub(crate) arena: Bump,
     pub(crate) cells: CellPool,
     /// Completed jobs whose output has a destructor and may never be taken (linked by `next`).
     pub(crate) outputs: *const Header,
-    /// Jobs the worker took from its own deque in one batch, run before it looks again:
+}
+
+/// A worker's search state: how it finds work and hands out completions (see `Shared`
+/// invariant 2). Kept apart from [`Local`] so that a worker looking for work between frames
+/// never holds a reference overlapping the driver's frame-end work on `Local`.
+#[derive(Debug)]
+pub(crate) struct Search {
+    /// Jobs the worker took from a deque in one batch, run before it looks again:
     /// `batch[next..len]` are still to run.
     pub(crate) batch: [Option<JobRef>; BATCH],
     pub(crate) batch_next: usize,
@@ -117,8 +127,9 @@ pub(crate) struct Local {
     /// `pending_counter`) nor added to its `completed` count: see [`flush_pending`].
     pub(crate) pending: usize,
     pub(crate) pending_counter: *const CounterInner,
-    /// (victim, top, bottom, victim's polls) when this worker last saw a lone job and left it.
-    pub(crate) last_seen: (usize, usize, usize, u64),
+    /// Per victim: (top, bottom, polls) when this worker last saw it holding one job and left
+    /// the job alone.
+    pub(crate) last_seen: Box<[(usize, usize, u64)]>,
 }
 
 /// A worker takes finished counted jobs off their counter in one `fetch_sub` per this many.
@@ -151,13 +162,15 @@ impl Shared {
                             arena: Bump::with_capacity(arena_capacity),
                             cells: CellPool::new(),
                             outputs: ptr::null(),
+                        }),
+                        search: UnsafeCell::new(Search {
                             batch: [None; BATCH],
                             batch_next: 0,
                             batch_len: 0,
                             ticks: 0,
                             pending: 0,
                             pending_counter: ptr::null(),
-                            last_seen: (usize::MAX, 0, 0, 0),
+                            last_seen: vec![(usize::MAX, 0, 0); workers].into_boxed_slice(),
                         }),
                     })
                 })
@@ -304,8 +317,8 @@ impl Shared {
     #[inline]
     unsafe fn pop_own(&self, index: usize) -> Option<JobRef> {
         let w = &self.workers[index];
-        // SAFETY: (1): `local` is ours (Shared invariant 1), and so is the deque's owner side.
-        w.local.with_mut(|l| unsafe {
+        // SAFETY: (1): `search` is ours (Shared invariant 2), and so is the deque's owner side.
+        w.search.with_mut(|l| unsafe {
             let l = &mut *l;
             if l.batch_next == l.batch_len {
                 l.batch_len = w.queue.pop(&mut l.batch);
@@ -341,8 +354,8 @@ impl Shared {
         let me = &self.workers[index];
         // Now and then look at the shared FIFO first, so jobs there (yielded ones, overflow,
         // foreign wakes) are not starved by a worker whose own deque keeps refilling.
-        // SAFETY: (1): `local` is ours (Shared invariant 1).
-        let tick = me.local.with_mut(|l| unsafe {
+        // SAFETY: (1): `search` is ours (Shared invariant 2).
+        let tick = me.search.with_mut(|l| unsafe {
             (*l).ticks = (*l).ticks.wrapping_add(1);
             (*l).ticks
         });
@@ -371,14 +384,14 @@ impl Shared {
             // leaves them as they were); the owner's poll count does.
             let polls = self.workers[v].counts.polls.load(Ordering::Relaxed);
             // SAFETY: (1): our batch is ours; it is empty (`pop_own` found nothing).
-            let job = me.local.with_mut(|l| unsafe {
+            let job = me.search.with_mut(|l| unsafe {
                 let l = &mut *l;
                 let min_len = if len > 1 {
                     2
-                } else if l.last_seen == (v, top, bottom, polls) {
+                } else if l.last_seen[v] == (top, bottom, polls) {
                     1
                 } else {
-                    l.last_seen = (v, top, bottom, polls);
+                    l.last_seen[v] = (top, bottom, polls);
                     return None;
                 };
                 let got = victim.steal_batch(&mut l.batch, min_len);
@@ -557,9 +570,9 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // SAFETY: a queued job is live (header invariant 1).
     let h = unsafe { job.header() };
     let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
-    // SAFETY: (1): `local` is ours.
+    // SAFETY: (1): `search` is ours.
     let flush = shared.workers[index]
-        .local
+        .search
         .with(|l| unsafe { (*l).pending != 0 && !ptr::eq((*l).pending_counter, counter) });
     if flush {
         // SAFETY: (1).
@@ -655,8 +668,8 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
         Some(counter) => {
             // Batched: the counter and this worker's `completed` count learn of it at the next
             // flush (see `flush_pending`).
-            // SAFETY: (1): `local` is ours; `run_job` flushed any batch of another counter.
-            let full = shared.workers[index].local.with_mut(|l| unsafe {
+            // SAFETY: (1): `search` is ours; `run_job` flushed any batch of another counter.
+            let full = shared.workers[index].search.with_mut(|l| unsafe {
                 let l = &mut *l;
                 debug_assert!(l.pending == 0 || ptr::eq(l.pending_counter, counter.as_ptr()));
                 l.pending_counter = counter.as_ptr();
@@ -685,8 +698,8 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
 /// 1. The caller is worker `index`.
 pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
     let w = &shared.workers[index];
-    // SAFETY: (1): `local` is ours.
-    let (n, counter) = w.local.with_mut(|l| unsafe {
+    // SAFETY: (1): `search` is ours.
+    let (n, counter) = w.search.with_mut(|l| unsafe {
         let l = &mut *l;
         let taken = (l.pending, l.pending_counter);
         l.pending = 0;
@@ -713,22 +726,31 @@ pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
 /// # Safety
 /// 1. Every job of the frame is complete and accounted for (see the module docs).
 pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
-    // Take every list first: an output's destructor may spawn a job (odd, but allowed), which
-    // another worker could complete and push onto its list while we walk it. The driver then
-    // sees the new job and sweeps again later.
-    let mut lists = [ptr::null::<Header>(); 64];
-    for chunk in shared.workers.chunks(lists.len()) {
-        for (w, list) in chunk.iter().zip(lists.iter_mut()) {
-            // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
-            *list = w
-                .local
-                .with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
+    // Take every list, spliced into one chain, before running any destructor: an output's
+    // destructor may spawn a job (odd, but allowed), which another worker could complete and
+    // push onto its list while we walk it. The driver sees the new job and sweeps again later.
+    let mut chain: *const Header = ptr::null();
+    for w in shared.workers.iter() {
+        // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
+        let list = w
+            .local
+            .with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
+        let Some(head) = NonNull::new(list as *mut Header) else {
+            continue;
+        };
+        // SAFETY: (1): the list's jobs are complete and live; we link its tail to the chain.
+        unsafe {
+            let mut tail = head;
+            while let Some(next) = NonNull::new(tail.as_ref().next.with(|n| *n) as *mut Header) {
+                tail = next;
+            }
+            tail.as_ref().next.with_mut(|n| *n = chain);
         }
-        for &list in lists.iter().take(chunk.len()) {
-            // SAFETY: the lists hold complete jobs of this frame, live until the arena reset.
-            unsafe { drop_untaken(shared, list) };
-        }
+        chain = list;
     }
+    // SAFETY: the chain holds complete jobs of this frame, live until the arena reset, and is
+    // ours alone.
+    unsafe { drop_untaken(shared, chain) };
 }
 
 /// Drops every output on an outputs list that nobody took.

@@ -268,3 +268,52 @@ fn job_yielding_until_a_sibling_runs_makes_progress_on_one_worker() {
         }
     });
 }
+
+/// A surplus `done()` while finished counted jobs are still batched on their worker: the frame
+/// reports the misuse as a panic instead of hanging on a counter that can never reach zero.
+#[test]
+fn surplus_done_with_batched_completions_panics_instead_of_hanging() {
+    within(20, || {
+        for workers in [1, 2, 4] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                scheduler.run_frame(async |frame| {
+                    let c = frame.counter();
+                    for _ in 0..3 {
+                        frame.spawn_counted(c, async {});
+                    }
+                    c.done();
+                    c.await;
+                })
+            }));
+            let payload = result.expect_err("the surplus done() must be reported");
+            assert!(
+                payload_str(&*payload).contains("already 0"),
+                "workers({workers})"
+            );
+        }
+    });
+}
+
+/// Fork-join as a game loop does it: the root spawns a job, then computes inline (here: waits
+/// for the job's flag) in the same poll. The job must be stealable meanwhile, not held back
+/// until the root's poll ends.
+#[test]
+fn job_spawned_before_inline_work_runs_on_another_worker() {
+    within(20, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        for _ in 0..20 {
+            let flag = AtomicBool::new(false);
+            scheduler.run_frame(async |frame| {
+                frame.spawn(async {
+                    flag.store(true, Ordering::SeqCst);
+                });
+                // No await: the driving thread stays in this poll until the job has run.
+                while !flag.load(Ordering::SeqCst) {
+                    std::hint::spin_loop();
+                }
+            });
+            assert!(flag.load(Ordering::SeqCst));
+        }
+    });
+}
