@@ -776,10 +776,17 @@ unsafe fn drop_untaken(shared: &Shared, mut cur: *const Header) {
     }
 }
 
-/// How many rounds an idle worker looks for work before it parks.
+/// How many rounds an idle driving thread looks for work before it parks.
 const SPIN_ROUNDS: u32 = 256;
 /// Busy-wait hints per round.
 const SPINS_PER_ROUND: u32 = 32;
+/// How many rounds an idle background worker looks for work before it parks. Its rounds grow
+/// longer as it keeps finding nothing ([`SPINS_PER_ROUND`] doubling every 16 rounds, up to
+/// 16 times): each look reads the lines other workers' deques write on every push and pop, so
+/// a worker that looks as often as it can slows down the ones that have work. The total spin is
+/// about the driver's. The driving thread does not back off: it must notice the root's wake and
+/// the frame's end at once.
+const WORKER_SPIN_ROUNDS: u32 = 96;
 
 /// Waits a little between two looks for work; returns `false` once it is time to park.
 pub(crate) fn idle_round(round: &mut u32) -> bool {
@@ -791,6 +798,22 @@ pub(crate) fn idle_round(round: &mut u32) -> bool {
         crate::sync::yield_thread();
     } else {
         for _ in 0..SPINS_PER_ROUND {
+            crate::sync::spin_loop();
+        }
+    }
+    true
+}
+
+/// [`idle_round`] for background workers, with backoff.
+fn worker_idle_round(round: &mut u32) -> bool {
+    *round += 1;
+    if *round > WORKER_SPIN_ROUNDS {
+        return false;
+    }
+    if *round > WORKER_SPIN_ROUNDS - 16 {
+        crate::sync::yield_thread();
+    } else {
+        for _ in 0..SPINS_PER_ROUND << (*round / 16).min(4) {
             crate::sync::spin_loop();
         }
     }
@@ -822,7 +845,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
-        if idle_round(&mut round) {
+        if worker_idle_round(&mut round) {
             continue;
         }
         if shared.shutdown.load(Ordering::Acquire) {
