@@ -409,22 +409,16 @@ fn poll_root<Fut: Future>(
     let polled = worker::with_local_ok(true, || {
         catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
     });
-    let finished = match polled {
+    match polled {
         Ok(Poll::Pending) => {
             // A wake during the poll leaves SCHEDULED set: the loop polls again.
             let _ = shared.root.transition_to_idle();
             return;
         }
-        Ok(Poll::Ready(value)) => {
-            *output = Some(value);
-            false
-        }
-        Err(payload) => {
-            shared.record_panic(payload);
-            true
-        }
-    };
-    let _ = finished;
+        Ok(Poll::Ready(value)) => *output = Some(value),
+        // The panic is resumed by `run_frame` once every job has finished.
+        Err(payload) => shared.record_panic(payload),
+    }
     shared.root.transition_to_complete();
     // Drop the root future in place now: its handles detach, its counters' waits end.
     if let Err(payload) =
@@ -542,9 +536,11 @@ impl Drop for Scheduler {
     }
 }
 
-#[allow(dead_code)]
-fn assert_send() {
-    fn is_send<T: Send>() {}
+// `Scheduler` is `Send` and `Frame` is `Sync` (the API promises both): checked at compile time.
+const _: () = {
+    const fn is_send<T: Send>() {}
+    const fn is_sync<T: Sync>() {}
     is_send::<Scheduler>();
     is_send::<JobRef>();
-}
+    is_sync::<Frame<'static, 'static>>();
+};
