@@ -115,41 +115,15 @@ fn two_thieves_and_a_pushing_owner() {
     });
 }
 
-/// The race the owner's `SeqCst` fence exists for: two jobs, two thieves. One thief takes the
-/// first job; the other must not take the second while the owner, reading a stale `top`, takes
-/// it too without a CAS.
-#[test]
-fn owner_pop_and_two_thieves_never_share_a_job() {
-    loom::model(|| {
+/// The owner pushes `jobs` jobs and pops once while two thieves each steal once (one job, or a
+/// batch of up to half); then the owner drains what is left. Every job must be taken exactly
+/// once.
+fn pop_against_two_thieves(jobs: usize, batch_thieves: bool) {
+    loom::model(move || {
         let deque = Arc::new(DequeModel::new(4));
         // SAFETY: owner.
         unsafe {
-            assert!(deque.push(1));
-            assert!(deque.push(2));
-            deque.publish();
-        }
-        let thieves: Vec<_> = (0..2)
-            .map(|_| {
-                let deque = deque.clone();
-                thread::spawn(move || deque.steal())
-            })
-            .collect();
-        // SAFETY: owner.
-        let mut taken = unsafe { deque.pop() };
-        taken.extend(thieves.into_iter().filter_map(|t| t.join().unwrap()));
-        taken.extend(drain(&deque));
-        check(taken, 2);
-    });
-}
-
-/// The same race on the batch path: three jobs (the owner takes two at once), two thieves.
-#[test]
-fn batch_pop_and_two_thieves_never_share_a_job() {
-    loom::model(|| {
-        let deque = Arc::new(DequeModel::new(4));
-        // SAFETY: owner.
-        unsafe {
-            for n in 1..=3 {
+            for n in 1..=jobs {
                 assert!(deque.push(n));
             }
             deque.publish();
@@ -157,15 +131,36 @@ fn batch_pop_and_two_thieves_never_share_a_job() {
         let thieves: Vec<_> = (0..2)
             .map(|_| {
                 let deque = deque.clone();
-                thread::spawn(move || deque.steal())
+                thread::spawn(move || {
+                    if batch_thieves {
+                        deque.steal_batch(1)
+                    } else {
+                        deque.steal().into_iter().collect()
+                    }
+                })
             })
             .collect();
         // SAFETY: owner.
         let mut taken = unsafe { deque.pop() };
-        taken.extend(thieves.into_iter().filter_map(|t| t.join().unwrap()));
+        taken.extend(thieves.into_iter().flat_map(|t| t.join().unwrap()));
         taken.extend(drain(&deque));
-        check(taken, 3);
+        check(taken, jobs);
     });
+}
+
+/// The race the owner's `SeqCst` fence exists for: two jobs, two thieves. One thief takes the
+/// first job; the other must not take the second while the owner, reading a stale `top`, takes
+/// it too without a CAS.
+#[test]
+fn owner_pop_and_two_thieves_never_share_a_job() {
+    pop_against_two_thieves(2, false);
+}
+
+/// The same race on the batch path: four jobs (the owner takes two at once), two thieves taking
+/// batches, so that together they can reach into the owner's two.
+#[test]
+fn batch_pop_and_two_thieves_never_share_a_job() {
+    pop_against_two_thieves(4, true);
 }
 
 /// A batch steal (each job claimed by its own CAS, `bottom` re-read before each) racing the
