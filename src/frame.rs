@@ -140,8 +140,12 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 
     /// Writes a value into the arena of the calling thread (its worker's, or the foreign arena).
     fn alloc<T>(&self, value: T) -> NonNull<T> {
+        self.alloc_for(worker::current(), value)
+    }
+
+    /// [`Frame::alloc`] for a caller that already knows which thread it is on.
+    fn alloc_for<T>(&self, cur: worker::Current, value: T) -> NonNull<T> {
         let shared = self.shared;
-        let cur = worker::current();
         if ptr::eq(cur.shared, shared) {
             // SAFETY: we are worker `cur.index` (Shared invariant 1).
             shared.workers[cur.index]
@@ -168,15 +172,10 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             SCHEDULED,
             handle,
         );
-        let job = Job::new(header, future);
         let cur = worker::current();
+        let job = JobRef(self.alloc_for(cur, Job::new(header, future)).cast());
         if ptr::eq(cur.shared, shared) {
             let w = &shared.workers[cur.index];
-            // SAFETY: we are worker `cur.index` (Shared invariant 1).
-            let job = w
-                .local
-                .with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(job) }));
-            let job = JobRef(job.cast());
             // Counted before it is visible anywhere (see worker.rs on frame completion).
             Counts::bump(&w.counts.spawned);
             // SAFETY: the job was just written, SCHEDULED, and is on no queue; we are worker
@@ -192,8 +191,6 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             }
             job
         } else {
-            let job = NonNull::from(shared.foreign().arena.alloc(job));
-            let job = JobRef(job.cast());
             shared.foreign_spawned.fetch_add(1, Ordering::AcqRel);
             // SAFETY: the job was just written, SCHEDULED, and is on no queue.
             unsafe { shared.inject(job) };
