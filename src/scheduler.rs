@@ -275,14 +275,7 @@ impl Scheduler {
         let shared: &Shared = &self.shared;
         let index = self.next_index;
         self.next_index += 1;
-        let (_, spawned_before) = shared.job_counts();
-        let local_before = shared.workers[0].counts.local.load(Ordering::Relaxed);
-        let foreign_before = shared.foreign_spawned.load(Ordering::Relaxed);
-        let steals_before: u64 = shared
-            .workers
-            .iter()
-            .map(|w| w.counts.steals.load(Ordering::Relaxed))
-            .sum();
+        let before = shared.totals();
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
@@ -318,20 +311,15 @@ impl Scheduler {
         // SAFETY: `drive` returned only once the root was done and every job had completed.
         let (arena_bytes, arena_capacity) = unsafe { end_frame(shared) };
         core::mem::forget(guard);
-        let (_, spawned_after) = shared.job_counts();
+        let after = shared.totals();
         self.stats = FrameStats {
             index,
-            jobs: spawned_after - spawned_before,
-            local_jobs: shared.workers[0].counts.local.load(Ordering::Relaxed) - local_before,
-            foreign_jobs: shared.foreign_spawned.load(Ordering::Relaxed) - foreign_before,
+            jobs: after.spawned - before.spawned,
+            local_jobs: after.local - before.local,
+            foreign_jobs: after.foreign - before.foreign,
             arena_bytes,
             arena_capacity,
-            steals: shared
-                .workers
-                .iter()
-                .map(|w| w.counts.steals.load(Ordering::Relaxed))
-                .sum::<u64>()
-                - steals_before,
+            steals: after.steals - before.steals,
             panics: shared.panics.load(Ordering::Relaxed),
             elapsed: start.elapsed(),
         };
@@ -381,7 +369,7 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { worker::flush_pending(shared, 0) };
         }
-        if worker::idle_round(&mut round) {
+        if worker::idle_round(&mut round, worker::DRIVER_IDLE) {
             continue;
         }
         shared.sleep.sleep(0, || {

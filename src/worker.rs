@@ -98,7 +98,13 @@ pub(crate) struct Counts {
 impl Counts {
     #[inline]
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+        Counts::add(counter, 1);
+    }
+
+    /// Adds `n`: a plain load and store, as only the owning worker writes these counters.
+    #[inline]
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Release);
     }
 }
 
@@ -433,11 +439,36 @@ impl Shared {
         (completed, spawned)
     }
 
+    /// The running totals behind `FrameStats`: a frame's figures are the difference between
+    /// the totals after it and before it.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut t = Totals {
+            spawned: self.foreign_spawned.load(Ordering::Relaxed),
+            local: self.workers[0].counts.local.load(Ordering::Relaxed),
+            foreign: self.foreign_spawned.load(Ordering::Relaxed),
+            steals: 0,
+        };
+        for w in self.workers.iter() {
+            t.spawned += w.counts.spawned.load(Ordering::Relaxed);
+            t.steals += w.counts.steals.load(Ordering::Relaxed);
+        }
+        t
+    }
+
     /// Whether every job spawned so far has completed.
     pub(crate) fn all_jobs_done(&self) -> bool {
         let (completed, spawned) = self.job_counts();
         completed == spawned
     }
+}
+
+/// Jobs spawned (all, local, from foreign threads) and steals, since the scheduler started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Totals {
+    pub(crate) spawned: u64,
+    pub(crate) local: u64,
+    pub(crate) foreign: u64,
+    pub(crate) steals: u64,
 }
 
 /// Which worker of which scheduler this thread is, if any.
@@ -717,8 +748,7 @@ pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
         Ok(Err(msg)) => shared.record_panic(Box::new(msg)),
         Err(payload) => shared.record_panic(payload),
     }
-    let c = &w.counts.completed;
-    c.store(c.load(Ordering::Relaxed) + n as u64, Ordering::Release);
+    Counts::add(&w.counts.completed, n as u64);
 }
 
 /// Frame end, on the driving thread: drops outputs nobody took, from every worker's list.
@@ -776,44 +806,44 @@ unsafe fn drop_untaken(shared: &Shared, mut cur: *const Header) {
     }
 }
 
-/// How many rounds an idle driving thread looks for work before it parks.
-const SPIN_ROUNDS: u32 = 256;
-/// Busy-wait hints per round.
-const SPINS_PER_ROUND: u32 = 32;
-/// How many rounds an idle background worker looks for work before it parks. Its rounds grow
-/// longer as it keeps finding nothing ([`SPINS_PER_ROUND`] doubling every 16 rounds, up to
-/// 16 times): each look reads the lines other workers' deques write on every push and pop, so
-/// a worker that looks as often as it can slows down the ones that have work. The total spin is
-/// about the driver's. The driving thread does not back off: it must notice the root's wake and
-/// the frame's end at once.
-const WORKER_SPIN_ROUNDS: u32 = 96;
-
-/// Waits a little between two looks for work; returns `false` once it is time to park.
-pub(crate) fn idle_round(round: &mut u32) -> bool {
-    *round += 1;
-    if *round > SPIN_ROUNDS {
-        return false;
-    }
-    if *round > SPIN_ROUNDS - 16 {
-        crate::sync::yield_thread();
-    } else {
-        for _ in 0..SPINS_PER_ROUND {
-            crate::sync::spin_loop();
-        }
-    }
-    true
+/// How long an idle thread keeps looking for work before it parks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdlePolicy {
+    /// Rounds of looking; the last 16 give the time slice away instead of spinning.
+    rounds: u32,
+    /// How many times the spin per round may double (every 16 rounds).
+    max_doublings: u32,
 }
 
-/// [`idle_round`] for background workers, with backoff.
-fn worker_idle_round(round: &mut u32) -> bool {
+/// Busy-wait hints per round, before any doubling.
+const SPINS_PER_ROUND: u32 = 32;
+
+/// The driving thread does not back off: it must notice the root's wake and the frame's end at
+/// once.
+pub(crate) const DRIVER_IDLE: IdlePolicy = IdlePolicy {
+    rounds: 256,
+    max_doublings: 0,
+};
+
+/// Background workers look less and less often as they keep finding nothing (the spin doubles
+/// every 16 rounds, up to 16 times): each look reads the lines other workers' deques write on
+/// every push and pop, so a worker that looks as often as it can slows down the ones that have
+/// work.
+const WORKER_IDLE: IdlePolicy = IdlePolicy {
+    rounds: 96,
+    max_doublings: 4,
+};
+
+/// Waits a little between two looks for work; returns `false` once it is time to park.
+pub(crate) fn idle_round(round: &mut u32, policy: IdlePolicy) -> bool {
     *round += 1;
-    if *round > WORKER_SPIN_ROUNDS {
+    if *round > policy.rounds {
         return false;
     }
-    if *round > WORKER_SPIN_ROUNDS - 16 {
+    if *round > policy.rounds - 16 {
         crate::sync::yield_thread();
     } else {
-        for _ in 0..SPINS_PER_ROUND << (*round / 16).min(4) {
+        for _ in 0..SPINS_PER_ROUND << (*round / 16).min(policy.max_doublings) {
             crate::sync::spin_loop();
         }
     }
@@ -845,7 +875,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
-        if worker_idle_round(&mut round) {
+        if idle_round(&mut round, WORKER_IDLE) {
             continue;
         }
         if shared.shutdown.load(Ordering::Acquire) {
