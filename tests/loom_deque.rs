@@ -8,6 +8,19 @@ use frame_scheduler::loom_api::DequeModel;
 use loom::sync::Arc;
 use loom::thread;
 
+/// A deque of `capacity` holding jobs `1..=jobs`, all published to thieves.
+fn filled(capacity: usize, jobs: usize) -> Arc<DequeModel> {
+    let deque = Arc::new(DequeModel::new(capacity));
+    // SAFETY: the model's main thread is the owner.
+    unsafe {
+        for n in 1..=jobs {
+            assert!(deque.push(n));
+        }
+        deque.publish();
+    }
+    deque
+}
+
 /// The owner pops until the deque is empty.
 fn drain(deque: &DequeModel) -> Vec<usize> {
     let mut taken = Vec::new();
@@ -35,14 +48,7 @@ fn check(taken: Vec<usize>, jobs: usize) {
 #[test]
 fn batch_pop_racing_a_thief_takes_each_job_once() {
     loom::model(|| {
-        let deque = Arc::new(DequeModel::new(8));
-        // SAFETY: this thread is the owner.
-        unsafe {
-            for n in 1..=4 {
-                assert!(deque.push(n));
-            }
-            deque.publish();
-        }
+        let deque = filled(8, 4);
         let thief = {
             let deque = deque.clone();
             thread::spawn(move || (0..2).filter_map(|_| deque.steal()).collect::<Vec<_>>())
@@ -61,12 +67,7 @@ fn batch_pop_racing_a_thief_takes_each_job_once() {
 #[test]
 fn last_job_goes_to_exactly_one() {
     loom::model(|| {
-        let deque = Arc::new(DequeModel::new(4));
-        // SAFETY: owner.
-        unsafe {
-            assert!(deque.push(1));
-            deque.publish();
-        }
+        let deque = filled(4, 1);
         let thief = {
             let deque = deque.clone();
             thread::spawn(move || deque.steal())
@@ -83,13 +84,7 @@ fn last_job_goes_to_exactly_one() {
 #[test]
 fn two_thieves_and_a_pushing_owner() {
     loom::model(|| {
-        let deque = Arc::new(DequeModel::new(2));
-        // SAFETY: owner.
-        unsafe {
-            assert!(deque.push(1));
-            assert!(deque.push(2));
-            deque.publish();
-        }
+        let deque = filled(2, 2);
         let thieves: Vec<_> = (0..2)
             .map(|_| {
                 let deque = deque.clone();
@@ -120,14 +115,7 @@ fn two_thieves_and_a_pushing_owner() {
 /// once.
 fn pop_against_two_thieves(jobs: usize, batch_thieves: bool) {
     loom::model(move || {
-        let deque = Arc::new(DequeModel::new(4));
-        // SAFETY: owner.
-        unsafe {
-            for n in 1..=jobs {
-                assert!(deque.push(n));
-            }
-            deque.publish();
-        }
+        let deque = filled(4, jobs);
         let thieves: Vec<_> = (0..2)
             .map(|_| {
                 let deque = deque.clone();
@@ -168,14 +156,7 @@ fn batch_pop_and_two_thieves_never_share_a_job() {
 #[test]
 fn batch_steal_racing_owner_pops() {
     loom::model(|| {
-        let deque = Arc::new(DequeModel::new(8));
-        // SAFETY: owner.
-        unsafe {
-            for n in 1..=4 {
-                assert!(deque.push(n));
-            }
-            deque.publish();
-        }
+        let deque = filled(8, 4);
         let thief = {
             let deque = deque.clone();
             thread::spawn(move || deque.steal_batch(1))
@@ -190,12 +171,7 @@ fn batch_steal_racing_owner_pops() {
 #[test]
 fn patient_thief_leaves_the_last_job() {
     loom::model(|| {
-        let deque = Arc::new(DequeModel::new(4));
-        // SAFETY: owner.
-        unsafe {
-            assert!(deque.push(1));
-            deque.publish();
-        }
+        let deque = filled(4, 1);
         let thief = {
             let deque = deque.clone();
             thread::spawn(move || deque.steal_batch(2))
@@ -212,12 +188,9 @@ fn patient_thief_leaves_the_last_job() {
 #[test]
 fn unpublished_jobs_and_a_thief() {
     loom::model(|| {
-        let deque = Arc::new(DequeModel::new(8));
-        // SAFETY: owner. Two published, two still private.
+        let deque = filled(8, 2);
+        // SAFETY: owner. Two more, still private.
         unsafe {
-            assert!(deque.push(1));
-            assert!(deque.push(2));
-            deque.publish();
             assert!(deque.push(3));
             assert!(deque.push(4));
         }
