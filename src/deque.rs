@@ -10,14 +10,22 @@
 //!   buffer as the queue fills and drains, freeing the old ones through epoch reclamation: a
 //!   10 000-job burst would allocate every frame). A push onto a full deque fails and the caller
 //!   sends the job to the shared overflow list.
-//! - **Batched pops.** The owner takes up to [`BATCH`] jobs per pop, paying the pop's `SeqCst`
-//!   fence once per batch instead of once per job.
+//! - **Batch steals.** A thief takes up to half the jobs (at most [`BATCH`]) per visit, one CAS
+//!   each; the caller runs the first and pushes the others onto its own deque, where they are
+//!   visible to thieves again (crossbeam's `steal_batch_and_pop`).
+//!
+//! Every queued job is visible to thieves at all times: each push publishes `bottom` at once,
+//! and the owner pops one job at a time, so no job ever sits in a private batch while its
+//! holder runs something else. A job may block its thread, or compute for long, while its
+//! siblings wait in the deque: idle workers can always take them (earlier versions published
+//! lazily and popped in batches, which hid jobs from idle workers and could hang a frame whose
+//! job waited on a hidden sibling).
 //!
 //! Slots are `AtomicPtr`s: a thief reads a slot before its compare-and-swap decides whether the
 //! job is its own, and that read may race with the owner refilling the slot; with atomic slots
 //! the race is benign (the thief discards what it read when its CAS fails).
 //!
-//! Owner push: slot store, release fence, bottom store: no read-modify-write.
+//! Owner push: slot store, release store of `bottom`: no read-modify-write, no fence.
 //! Owner pop: bottom store, `SeqCst` fence, top load; a CAS only for the last job.
 //! Steal: top load, `SeqCst` fence, bottom load, slot load, CAS on top; up to half the deque
 //! (at most [`BATCH`] jobs) per steal, one CAS each.
@@ -29,7 +37,7 @@ use crossbeam_utils::CachePadded;
 use crate::job::{Header, JobRef};
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell, fence};
 
-/// How many jobs the owner takes per pop when it has that many.
+/// The most jobs a thief takes per visit.
 pub(crate) const BATCH: usize = 8;
 
 /// A fixed-capacity work-stealing deque of jobs.
@@ -40,6 +48,8 @@ pub(crate) const BATCH: usize = 8;
 ///    `bottom - top >= capacity` (it would overwrite a job not yet taken).
 /// 3. Each job pushed is taken exactly once: by the owner's pop, or by one thief's successful
 ///    CAS on `top`.
+/// 4. Every job pushed and not yet taken is in `top..bottom` as thieves read them: the owner
+///    holds no job it took from the deque except the one it is about to run.
 pub(crate) struct Deque {
     top: CachePadded<AtomicUsize>,
     bottom: CachePadded<AtomicUsize>,
@@ -52,25 +62,15 @@ pub(crate) struct Deque {
 /// What only the owner touches.
 ///
 /// # Invariants
-/// 1. `published <= bottom` (as indices that wrap): jobs in `published..bottom` were pushed
-///    but are not yet visible to thieves, who see `self.bottom == published`.
-/// 2. `top_cache` was read from `top` at some point; `top` only increases, so it is a lower
+/// 1. `top_cache` was read from `top` at some point; `top` only increases, so it is a lower
 ///    bound and overstates the length, which is safe for the full check.
 #[derive(Debug)]
 struct Owner {
     top_cache: usize,
-    bottom: usize,
-    published: usize,
 }
 
-/// The owner makes its pushes visible to thieves at least every this many pushes (and at once
-/// when thieves have taken everything published, at the end of every poll, and before every
-/// pop). Publishing writes the `bottom` line thieves keep reading: doing it for every push would
-/// make each push win that line back from them.
-const PUBLISH_EVERY: usize = 8;
-
-// SAFETY: `owner` is touched only by the owner (the `unsafe` contract of `push`, `publish` and
-// `pop`); everything else is atomic.
+// SAFETY: `owner` is touched only by the owner (the `unsafe` contract of `push` and `pop`);
+// everything else is atomic.
 unsafe impl Sync for Deque {}
 // SAFETY: as above.
 unsafe impl Send for Deque {}
@@ -90,22 +90,20 @@ fn distance(a: usize, b: usize) -> isize {
 }
 
 impl Deque {
-    /// A deque holding at least `capacity` jobs (rounded up to a power of two).
-    pub(crate) fn new(capacity: usize) -> Deque {
-        let capacity = capacity.next_power_of_two();
-        Deque {
+    /// A deque holding at least `capacity` jobs (rounded up to a power of two), or `None` if
+    /// the memory for its slots cannot be had.
+    pub(crate) fn try_new(capacity: usize) -> Option<Deque> {
+        let capacity = capacity.checked_next_power_of_two()?;
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(capacity).ok()?;
+        slots.extend((0..capacity).map(|_| AtomicPtr::new(ptr::null_mut())));
+        Some(Deque {
             top: CachePadded::new(AtomicUsize::new(0)),
             bottom: CachePadded::new(AtomicUsize::new(0)),
-            owner: CachePadded::new(UnsafeCell::new(Owner {
-                top_cache: 0,
-                bottom: 0,
-                published: 0,
-            })),
-            slots: (0..capacity)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect(),
+            owner: CachePadded::new(UnsafeCell::new(Owner { top_cache: 0 })),
+            slots: slots.into_boxed_slice(),
             mask: capacity - 1,
-        }
+        })
     }
 
     /// (top, bottom) as a thief sees them now (may be stale at once).
@@ -117,21 +115,20 @@ impl Deque {
 
     /// Whether the deque looks empty (a snapshot; may be stale at once).
     pub(crate) fn is_empty(&self) -> bool {
-        let t = self.top.load(Ordering::Acquire);
-        let b = self.bottom.load(Ordering::Acquire);
+        let (t, b) = self.snapshot();
         distance(b, t) <= 0
     }
 
-    /// Pushes a job at the bottom. Owner only. `Err` gives the job back when the deque is full;
-    /// `Ok(true)` when this push also published jobs to thieves (see [`Deque::publish`]).
+    /// Pushes a job at the bottom, visible to thieves at once. Owner only. `Err` gives the job
+    /// back when the deque is full.
     ///
     /// # Safety
-    /// 1. Only the deque's owner calls `push`, `publish` and `pop`.
+    /// 1. Only the deque's owner calls `push` and `pop`.
     #[inline]
-    pub(crate) unsafe fn push(&self, job: JobRef) -> Result<bool, JobRef> {
+    pub(crate) unsafe fn push(&self, job: JobRef) -> Result<(), JobRef> {
         // SAFETY: (1): the owner state is ours.
         let owner = unsafe { &mut *self.owner.with_mut(|o| o) };
-        let b = owner.bottom;
+        let b = self.bottom.load(Ordering::Relaxed);
         if distance(b, owner.top_cache) >= self.slots.len() as isize {
             // Looks full: read the real `top` (thieves may have made room).
             owner.top_cache = self.top.load(Ordering::Acquire);
@@ -139,111 +136,32 @@ impl Deque {
                 return Err(job);
             }
         }
-        // The first job after a publication: if thieves have taken everything published, they
-        // are waiting for work and this job must be visible at once (a job spawned before its
-        // spawner computes on must be stealable meanwhile). One read of `top` per publication.
-        let starving = b == owner.published && {
-            owner.top_cache = self.top.load(Ordering::Acquire);
-            owner.top_cache == owner.published
-        };
         self.slots[b & self.mask].store(job.0.as_ptr(), Ordering::Relaxed);
-        owner.bottom = b.wrapping_add(1);
-        if starving || distance(owner.bottom, owner.published) as usize >= PUBLISH_EVERY {
-            // SAFETY: (1).
-            return Ok(unsafe { self.publish() });
-        }
-        Ok(false)
+        // The slot (and the job it points at) happen before a thief's read of this bottom.
+        self.bottom.store(b.wrapping_add(1), Ordering::Release);
+        Ok(())
     }
 
-    /// Makes every job pushed so far visible to thieves. Returns whether there were new ones.
-    /// The owner calls it at the end of every poll, so that jobs a job spawned can be stolen
-    /// while the owner goes on to other work.
+    /// Pops the newest job. Owner only.
     ///
     /// # Safety
-    /// 1. Only the deque's owner calls `push`, `publish` and `pop`.
-    #[inline]
-    pub(crate) unsafe fn publish(&self) -> bool {
-        // SAFETY: (1).
-        let owner = unsafe { &mut *self.owner.with_mut(|o| o) };
-        if owner.published == owner.bottom {
-            return false;
-        }
-        // The slots written since the last publication happen before a thief's read of them.
-        fence(Ordering::Release);
-        self.bottom.store(owner.bottom, Ordering::Relaxed);
-        owner.published = owner.bottom;
-        true
-    }
-
-    /// After a pop moved `self.bottom`, the owner's copies follow it.
-    fn settle(&self, owner: &mut Owner) {
+    /// 1. Only the deque's owner calls `push` and `pop`.
+    pub(crate) unsafe fn pop(&self) -> Option<JobRef> {
         let b = self.bottom.load(Ordering::Relaxed);
-        owner.bottom = b;
-        owner.published = b;
-    }
-
-    /// Pops up to [`BATCH`] jobs from the bottom into `out`, newest first; returns how many.
-    /// Owner only.
-    ///
-    /// # Safety
-    /// 1. Only the deque's owner calls `push`, `publish` and `pop`.
-    pub(crate) unsafe fn pop(&self, out: &mut [Option<JobRef>; BATCH]) -> usize {
-        // Publish first: the pop below works on `self.bottom` and the usual Chase-Lev argument.
-        // SAFETY: (1).
-        unsafe { self.publish() };
-        // SAFETY: (1): the owner state is ours; `settle` keeps it in step with the pop.
+        // SAFETY: (1): the owner state is ours.
         let owner = unsafe { &mut *self.owner.with_mut(|o| o) };
-        let n = self.pop_published(out);
-        self.settle(owner);
-        n
-    }
-
-    /// The pop proper, on published jobs only (all of them, after `publish`).
-    fn pop_published(&self, out: &mut [Option<JobRef>; BATCH]) -> usize {
-        let b = self.bottom.load(Ordering::Relaxed);
-        let t = self.top.load(Ordering::Relaxed);
-        let len = distance(b, t);
-        if len <= 0 {
-            return 0;
+        if distance(b, owner.top_cache) <= 0 {
+            // Looks empty by our cached `top`, which is a lower bound: it is empty.
+            return None;
         }
-        // Take at most half, so thieves can always reach the other half, and leave the last job
-        // to the single-pop path, which settles it with thieves by CAS.
-        let want = (len as usize / 2).min(BATCH);
-        if want > 1 {
-            let nb = b.wrapping_sub(want);
-            self.bottom.store(nb, Ordering::Relaxed);
-            fence(Ordering::SeqCst);
-            let t = self.top.load(Ordering::Relaxed);
-            if distance(nb, t) > 0 {
-                // Thieves take only below `nb` now (they see `bottom == nb` or fail their CAS
-                // once `top` reaches it): slots nb..b are ours.
-                for (k, slot) in out.iter_mut().take(want).enumerate() {
-                    let i = b.wrapping_sub(1 + k);
-                    *slot = Some(self.load(i));
-                }
-                return want;
-            }
-            // Thieves got close: put bottom back and take one job the careful way.
-            self.bottom.store(b, Ordering::Relaxed);
-        }
-        match self.pop_one() {
-            Some(job) => {
-                out[0] = Some(job);
-                1
-            }
-            None => 0,
-        }
-    }
-
-    /// The classic single pop, racing thieves for the last job.
-    fn pop_one(&self) -> Option<JobRef> {
-        let b = self.bottom.load(Ordering::Relaxed).wrapping_sub(1);
+        let b = b.wrapping_sub(1);
         self.bottom.store(b, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         let t = self.top.load(Ordering::Relaxed);
+        owner.top_cache = t;
         let len = distance(b, t);
         if len < 0 {
-            // Empty.
+            // Empty: thieves took the rest.
             self.bottom.store(b.wrapping_add(1), Ordering::Relaxed);
             return None;
         }

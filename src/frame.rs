@@ -263,7 +263,9 @@ impl<T> Future for JobHandle<'_, T> {
             !self.finished,
             "JobHandle polled again after it returned the job's output"
         );
-        let h = self.header();
+        let job = self.job;
+        // SAFETY: the handle cannot outlive `'frame`, and the job lives until the frame ends.
+        let h = unsafe { job.as_ref() };
         let Some(state) = h.register_awaiter(cx.waker()) else {
             self.registered = true;
             return Poll::Pending;
@@ -275,13 +277,22 @@ impl<T> Future for JobHandle<'_, T> {
                  own panic once the frame has finished"
             );
         }
-        let mut out = MaybeUninit::<T>::uninit();
-        // SAFETY: the job is complete without panic, the output was never taken (only the
-        // handle takes it, once, and DETACHED is not set while the handle lives), and `out`
-        // is a valid `T` slot.
-        unsafe { (h.vtable.take_output)(self.job, out.as_mut_ptr().cast()) };
-        h.handle.fetch_or(TAKEN, Ordering::Release);
         self.finished = true;
+        // Claim the output: whoever sets TAKEN first owns it (the frame-end sweep competes
+        // when a handle is kept alive into an output's destructor).
+        if h.handle.fetch_or(TAKEN, Ordering::AcqRel) & TAKEN != 0 {
+            panic!(
+                "JobHandle awaited after the end of its frame had already dropped the job's \
+                 output: a handle kept alive into the frame-end sweep (leaked, or moved into \
+                 another output's destructor) cannot yield the output; await handles within \
+                 the frame"
+            );
+        }
+        let mut out = MaybeUninit::<T>::uninit();
+        // SAFETY: the job is complete without panic, and our TAKEN claim above won the output
+        // (every other party, the sweep and a detaching handle, claims it the same way);
+        // `out` is a valid `T` slot.
+        unsafe { (h.vtable.take_output)(job, out.as_mut_ptr().cast()) };
         // SAFETY: `take_output` wrote it.
         Poll::Ready(unsafe { out.assume_init() })
     }
@@ -299,11 +310,14 @@ impl<T> Drop for JobHandle<'_, T> {
             // The slot is empty: one read-modify-write settles who drops the output.
             (h.detach_unregistered(), None)
         };
-        if before & DONE != 0 && before & (PANICKED | TAKEN) == 0 {
-            // Done before we detached: the completer left the output to us. Mark it taken
-            // first, so that if its destructor panics the frame-end sweep still leaves it.
-            h.handle.fetch_or(TAKEN, Ordering::AcqRel);
-            // SAFETY: done, untaken, and DETACHED keeps everyone else away: ours to drop.
+        if before & DONE != 0
+            && before & PANICKED == 0
+            && h.handle.fetch_or(TAKEN, Ordering::AcqRel) & TAKEN == 0
+        {
+            // Done before we detached: the completer left the output on its list, and our
+            // TAKEN claim beat the frame-end sweep to it (the sweep may be running now, if
+            // this handle was kept alive into an output's destructor).
+            // SAFETY: done, not panicked, and claimed by us alone: ours to drop.
             unsafe { (h.vtable.drop_output)(self.job) };
         }
         drop(waker);

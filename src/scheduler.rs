@@ -16,7 +16,8 @@ use crate::job::state::{COMPLETE, SCHEDULED};
 use crate::stats::FrameStats;
 use crate::sync::{Ordering, lock};
 use crate::waker;
-use crate::worker::{self, Shared};
+use crate::worker::{self, Shared, Worker};
+use crossbeam_utils::CachePadded;
 
 /// Owns the worker threads and their arenas, and runs frames.
 ///
@@ -177,14 +178,32 @@ impl SchedulerBuilder {
             Vec::new()
         };
 
-        let shared = Arc::new_cyclic(|this| {
-            Shared::new(
-                workers,
-                self.arena_capacity,
-                self.queue_capacity,
-                this.as_ptr(),
-            )
-        });
+        // Memory first, with fallible allocation: a setting the machine cannot honour is an
+        // error that names it, not an abort.
+        let mut states = Vec::new();
+        if states.try_reserve_exact(workers).is_err() {
+            return Err(BuildError::new(format!(
+                "could not allocate the state of {workers} workers: ask for fewer workers"
+            )));
+        }
+        for _ in 0..workers {
+            match Worker::try_new(self.arena_capacity, self.queue_capacity, workers) {
+                Ok(w) => states.push(CachePadded::new(w)),
+                Err(setting) => {
+                    let (value, unit) = if setting == "arena_capacity" {
+                        (self.arena_capacity, "bytes")
+                    } else {
+                        (self.queue_capacity, "jobs")
+                    };
+                    return Err(BuildError::new(format!(
+                        "could not allocate {setting}({value}) {unit} for each of {workers} \
+                         workers: the system refused the memory; lower {setting} or workers"
+                    )));
+                }
+            }
+        }
+        let states = states.into_boxed_slice();
+        let shared = Arc::new_cyclic(|this| Shared::new(states, this.as_ptr()));
         let mut scheduler = Scheduler {
             shared,
             threads: Vec::new(),
@@ -345,16 +364,19 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { worker::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
-            // Jobs the root spawned (or its drop did) become stealable now.
-            // SAFETY: as above.
-            unsafe { shared.publish(0) };
         }
-        if root.is_none() && shared.all_jobs_done() {
-            // Dropping outputs nobody took may, in odd programs, spawn again: look once more.
-            // SAFETY: every job has completed and was counted.
-            unsafe { worker::sweep_outputs(shared) };
-            if shared.all_jobs_done() {
-                return;
+        if root.is_none() {
+            let (completed, spawned) = shared.job_counts();
+            if completed == spawned {
+                // Drop the outputs nobody took. Their destructors are user code and may, in odd
+                // programs, spawn jobs (which may leave outputs of their own on any worker's
+                // list): then run those, and sweep again once they are done. The frame is over
+                // only after a sweep during which nothing was spawned.
+                // SAFETY: every job has completed and was counted.
+                unsafe { worker::sweep_outputs(shared) };
+                if shared.job_counts().1 == spawned {
+                    return;
+                }
             }
         }
         // SAFETY: this thread is worker 0 for the duration of the frame.

@@ -11,9 +11,11 @@
 //! parking itself is a mutex, a condition variable and a token, so a notify that arrives before
 //! the wait is never lost either.
 //!
-//! Pushes onto a worker's *own* queue take a cheaper path: a relaxed look at `sleepers` and no
-//! fence. Missing a sleeper there costs parallelism, never liveness, because the pushing worker
-//! is awake and will run the job itself (rayon's sleep README makes the same argument).
+//! Pushes onto a worker's *own* queue follow the same strict protocol. It is tempting to skip
+//! the fence there (rayon's sleep README argues that the pushing worker is awake and will run
+//! the job itself), but a job may block its thread, or compute for a long time, right after
+//! spawning: a sibling it waits for must then be run by someone else, and a sleeper that missed
+//! it would sleep through the whole frame, or hang it.
 //!
 //! `notify` clears the flag and decrements `sleepers` itself, so `sleepers` counts workers that
 //! are asleep and not yet called, and a burst of pushes wakes each sleeper once.
@@ -59,12 +61,6 @@ impl Sleep {
         }
     }
 
-    /// Whether any worker is asleep and not yet called. Cheap, and may be stale.
-    #[inline]
-    pub(crate) fn has_sleepers(&self) -> bool {
-        self.sleepers.load(Ordering::Relaxed) != 0
-    }
-
     /// Puts worker `index` to sleep unless `has_work` (checked after announcing) finds work.
     pub(crate) fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) {
         let slot = &self.slots[index];
@@ -106,8 +102,8 @@ impl Sleep {
             .any(|i| self.notify(i))
     }
 
-    /// The strict form, for work published by a thread that will not run it itself: fence,
-    /// then wake one sleeper if there is any.
+    /// For work just published (a push, an injection): fence, then wake one sleeper if there
+    /// is any. Strict: a worker going to sleep either sees the work or is woken.
     pub(crate) fn notify_one_strict(&self, from: usize) {
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) != 0 {

@@ -122,12 +122,7 @@ pub(crate) struct Local {
 /// never holds a reference overlapping the driver's frame-end work on `Local`.
 #[derive(Debug)]
 pub(crate) struct Search {
-    /// Jobs the worker took from a deque in one batch, run before it looks again:
-    /// `batch[next..len]` are still to run.
-    pub(crate) batch: [Option<JobRef>; BATCH],
-    pub(crate) batch_next: usize,
-    pub(crate) batch_len: usize,
-    /// Counts `find_work` calls, for the injector fairness check.
+    /// Counts `find_work` calls, for the fairness checks.
     pub(crate) ticks: u32,
     /// Counted jobs this worker finished but has not yet taken off their counter (all on
     /// `pending_counter`) nor added to its `completed` count: see [`flush_pending`].
@@ -151,36 +146,41 @@ pub(crate) struct Foreign {
     pub(crate) cells: CellPool,
 }
 
-impl Shared {
-    pub(crate) fn new(
-        workers: usize,
+impl Worker {
+    /// A worker with an arena of `arena_capacity` bytes and a deque of `queue_capacity` slots,
+    /// among `workers` workers. `Err` names the memory that could not be had.
+    pub(crate) fn try_new(
         arena_capacity: usize,
         queue_capacity: usize,
-        this: *const Shared,
-    ) -> Shared {
+        workers: usize,
+    ) -> Result<Worker, &'static str> {
+        let queue = Deque::try_new(queue_capacity).ok_or("queue_capacity")?;
+        let arena = Bump::try_with_capacity(arena_capacity).map_err(|_| "arena_capacity")?;
+        Ok(Worker {
+            queue,
+            counts: CachePadded::new(Counts::default()),
+            local: UnsafeCell::new(Local {
+                arena,
+                cells: CellPool::new(),
+                outputs: ptr::null(),
+            }),
+            search: UnsafeCell::new(Search {
+                ticks: 0,
+                pending: 0,
+                pending_counter: ptr::null(),
+                last_seen: vec![(usize::MAX, 0, 0); workers].into_boxed_slice(),
+            }),
+        })
+    }
+}
+
+impl Shared {
+    /// The shared state of a scheduler whose workers are `workers`; `this` is where it will
+    /// live (the root header points back at it).
+    pub(crate) fn new(workers: Box<[CachePadded<Worker>]>, this: *const Shared) -> Shared {
+        let n = workers.len();
         Shared {
-            workers: (0..workers)
-                .map(|_| {
-                    CachePadded::new(Worker {
-                        queue: Deque::new(queue_capacity),
-                        counts: CachePadded::new(Counts::default()),
-                        local: UnsafeCell::new(Local {
-                            arena: Bump::with_capacity(arena_capacity),
-                            cells: CellPool::new(),
-                            outputs: ptr::null(),
-                        }),
-                        search: UnsafeCell::new(Search {
-                            batch: [None; BATCH],
-                            batch_next: 0,
-                            batch_len: 0,
-                            ticks: 0,
-                            pending: 0,
-                            pending_counter: ptr::null(),
-                            last_seen: vec![(usize::MAX, 0, 0); workers].into_boxed_slice(),
-                        }),
-                    })
-                })
-                .collect(),
+            workers,
             injector: Mutex::new(JobList::new()),
             injected: CachePadded::new(AtomicUsize::new(0)),
             local_queue: Mutex::new(JobList::new()),
@@ -199,7 +199,7 @@ impl Shared {
                 0,
                 DETACHED,
             ),
-            sleep: Sleep::new(workers),
+            sleep: Sleep::new(n),
             first_panic: Mutex::new(None),
             panics: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -276,7 +276,8 @@ impl Shared {
         Some(job)
     }
 
-    /// Pushes onto worker `index`'s own queue.
+    /// Pushes onto worker `index`'s own queue, where idle workers can steal it at once, and
+    /// wakes a sleeping worker if there is one.
     ///
     /// # Safety
     /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
@@ -286,57 +287,20 @@ impl Shared {
     pub(crate) unsafe fn push(&self, index: usize, job: JobRef) {
         // SAFETY: (2): we are the deque's owner.
         match unsafe { self.workers[index].queue.push(job) } {
-            Ok(true) => self.wake_thief(index),
-            // Not yet visible to thieves: the owner publishes at the end of this poll.
-            Ok(false) => {}
+            Ok(()) => self.wake_thief(index),
             // SAFETY: (1), passed on.
             Err(job) => unsafe { self.inject(job) },
         }
     }
 
-    /// Makes the jobs worker `index` pushed visible to thieves, and wakes one if any sleeps.
-    /// Called at the end of every poll on worker `index`.
-    ///
-    /// # Safety
-    /// 1. The caller is worker `index`.
-    #[inline]
-    pub(crate) unsafe fn publish(&self, index: usize) {
-        // SAFETY: (1): we are the deque's owner.
-        if unsafe { self.workers[index].queue.publish() } {
-            self.wake_thief(index);
-        }
-    }
-
     /// Jobs became stealable on worker `index`: wake a sleeping worker to take some.
+    ///
+    /// The strict protocol of `sleep.rs` (a `SeqCst` fence, then the look at the sleepers): the
+    /// pushing job may block its thread or compute for long after this push, so a worker that
+    /// is going to sleep must either see the job or be woken.
     #[inline]
     fn wake_thief(&self, index: usize) {
-        if self.sleep.has_sleepers() {
-            self.sleep.notify_one(index);
-        }
-    }
-
-    /// The next job of worker `index`'s own: from the batch in hand, else a new batch from its
-    /// deque.
-    ///
-    /// # Safety
-    /// 1. The caller is worker `index`.
-    #[inline]
-    unsafe fn pop_own(&self, index: usize) -> Option<JobRef> {
-        let w = &self.workers[index];
-        // SAFETY: (1): `search` is ours (Shared invariant 2), and so is the deque's owner side.
-        w.search.with_mut(|l| unsafe {
-            let l = &mut *l;
-            if l.batch_next == l.batch_len {
-                l.batch_len = w.queue.pop(&mut l.batch);
-                l.batch_next = 0;
-                if l.batch_len == 0 {
-                    return None;
-                }
-            }
-            let job = l.batch[l.batch_next].take();
-            l.batch_next += 1;
-            job
-        })
+        self.sleep.notify_one_strict(index);
     }
 
     /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
@@ -352,27 +316,36 @@ impl Shared {
     /// # Safety
     /// 1. The caller is worker `index`.
     pub(crate) unsafe fn find_work(&self, index: usize) -> Option<JobRef> {
-        if index == 0 {
-            if let Some(job) = self.pop_local() {
-                return Some(job);
-            }
-        }
         let me = &self.workers[index];
-        // Now and then look at the shared FIFO first, so jobs there (yielded ones, overflow,
-        // foreign wakes) are not starved by a worker whose own deque keeps refilling.
         // SAFETY: (1): `search` is ours (Shared invariant 2).
         let tick = me.search.with_mut(|l| unsafe {
             (*l).ticks = (*l).ticks.wrapping_add(1);
             (*l).ticks
         });
+        // Fairness, so that no queue starves another whatever yields around it: now and then
+        // the shared FIFO comes first (jobs there, yielded ones, overflow, foreign wakes, are
+        // not starved by a worker whose own deque keeps refilling), and the driver takes its
+        // local jobs before its own deque only every other look (a local job that yields
+        // re-queues at once and would otherwise keep the deque's jobs waiting for ever).
         if tick % INJECTOR_EVERY == 0 {
             if let Some(job) = self.pop_injected() {
                 return Some(job);
             }
         }
-        // SAFETY: (1): the batch and the deque's owner side are ours.
-        if let Some(job) = unsafe { self.pop_own(index) } {
+        let local_first = index == 0 && tick % 2 == 0;
+        if local_first {
+            if let Some(job) = self.pop_local() {
+                return Some(job);
+            }
+        }
+        // SAFETY: (1): the deque's owner side is ours.
+        if let Some(job) = unsafe { me.queue.pop() } {
             return Some(job);
+        }
+        if index == 0 && !local_first {
+            if let Some(job) = self.pop_local() {
+                return Some(job);
+            }
         }
         if let Some(job) = self.pop_injected() {
             return Some(job);
@@ -389,29 +362,40 @@ impl Shared {
             // The deque's indices alone do not show progress (a job pushed and popped again
             // leaves them as they were); the owner's poll count does.
             let polls = self.workers[v].counts.polls.load(Ordering::Relaxed);
-            // SAFETY: (1): our batch is ours; it is empty (`pop_own` found nothing).
-            let job = me.search.with_mut(|l| unsafe {
+            // SAFETY: (1): `search` is ours.
+            let min_len = me.search.with_mut(|l| unsafe {
                 let l = &mut *l;
-                let min_len = if len > 1 {
-                    2
+                if len > 1 {
+                    Some(2)
                 } else if l.last_seen[v] == (top, bottom, polls) {
-                    1
+                    Some(1)
                 } else {
                     l.last_seen[v] = (top, bottom, polls);
-                    return None;
-                };
-                let got = victim.steal_batch(&mut l.batch, min_len);
-                l.batch_len = got;
-                l.batch_next = got.min(1);
-                if got > 0 { l.batch[0].take() } else { None }
-            });
-            if let Some(job) = job {
-                Counts::bump(&me.counts.steals);
-                if !victim.is_empty() && self.sleep.has_sleepers() {
-                    self.sleep.notify_one(index);
+                    None
                 }
-                return Some(job);
+            });
+            let Some(min_len) = min_len else { continue };
+            let mut stolen = [None; BATCH];
+            let got = victim.steal_batch(&mut stolen, min_len);
+            if got == 0 {
+                continue;
             }
+            Counts::add(&me.counts.steals, got as u64);
+            // Run the oldest; the others go onto our own deque, where thieves see them (no job
+            // is ever held where an idle worker cannot find it).
+            for &job in stolen[1..got].iter().rev().flatten() {
+                // SAFETY: (1): the owner side is ours.
+                if let Err(job) = unsafe { me.queue.push(job) } {
+                    // SAFETY: the job was queued, so it is live and SCHEDULED, and it is on
+                    // no queue now: we took it off the victim's.
+                    unsafe { self.inject(job) };
+                }
+            }
+            if got > 1 || !victim.is_empty() {
+                // Work is left (here or there) that another sleeper could run.
+                self.wake_thief(index);
+            }
+            return stolen[0];
         }
         None
     }
@@ -600,17 +584,21 @@ pub(crate) unsafe fn enqueue(shared: &Shared, job: JobRef) {
 pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // SAFETY: a queued job is live (header invariant 1).
     let h = unsafe { job.header() };
+    Counts::bump(&shared.workers[index].counts.polls);
+    let polled_before = h.transition_to_running();
+    // Finished counted jobs held back in this worker's batch are taken off their counter
+    // before any poll that could be waiting for them: a job of another counter, or a job
+    // polled before (it yielded or was woken, and may be looking at this very counter). Only a
+    // job of the same counter starting for the first time keeps the batch growing.
     let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
     // SAFETY: (1): `search` is ours.
-    let flush = shared.workers[index]
-        .search
-        .with(|l| unsafe { (*l).pending != 0 && !ptr::eq((*l).pending_counter, counter) });
+    let flush = shared.workers[index].search.with(|l| unsafe {
+        (*l).pending != 0 && (polled_before || !ptr::eq((*l).pending_counter, counter))
+    });
     if flush {
         // SAFETY: (1).
         unsafe { flush_pending(shared, index) };
     }
-    Counts::bump(&shared.workers[index].counts.polls);
-    h.transition_to_running();
     // SAFETY: the header is live during the poll.
     let waker = unsafe { waker::borrowed(job.0) };
     let mut cx = Context::from_waker(&waker);
@@ -649,9 +637,6 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
             unsafe { complete(shared, index, job, true) }
         }
     }
-    // Jobs this poll spawned or woke become stealable now.
-    // SAFETY: (1).
-    unsafe { shared.publish(index) };
 }
 
 /// The bookkeeping after a job's last poll. The `completed` count is the very last touch.

@@ -109,34 +109,37 @@ impl Header {
 
     /// Marks the job scheduled. Returns `true` when the caller must enqueue it (it was idle);
     /// `false` when it is complete, already queued, or running (the poller re-queues it).
+    ///
+    /// Always one release read-modify-write, even when `SCHEDULED` is already set: whatever
+    /// the waker wrote before waking (a channel's message, a flag) must happen before the poll
+    /// this wake asks for, and the poll starts with an acquire read-modify-write of the same
+    /// word (`transition_to_running`). Two RMWs on one word are ordered, so either the poll's
+    /// swap reads this wake's write and sees what the waker wrote, or this wake comes after the
+    /// swap, finds `RUNNING`, and the poller runs the job once more. A plain load that found
+    /// `SCHEDULED` (as an earlier version did) orders nothing, and the wake could be lost.
+    /// On a `COMPLETE` job the bit it adds is ignored by everyone.
+    #[inline]
     pub(crate) fn transition_to_scheduled(&self) -> bool {
-        let mut s = self.state.load(Ordering::Acquire);
-        loop {
-            if s & (COMPLETE | SCHEDULED) != 0 {
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                s,
-                s | SCHEDULED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return s & RUNNING == 0,
-                Err(actual) => s = actual,
-            }
-        }
+        let prev = self.state.fetch_or(SCHEDULED, Ordering::AcqRel);
+        prev & (COMPLETE | SCHEDULED | RUNNING) == 0
     }
 
-    /// Takes a dequeued job into the running state: a plain store (invariant 5: while
-    /// `SCHEDULED` is set nobody else writes the word, and wakers that read `SCHEDULED` do
-    /// nothing, which is right: the poll about to start serves their wake).
-    pub(crate) fn transition_to_running(&self) {
+    /// Takes a dequeued job into the running state. Returns whether the job was polled
+    /// before (it yielded or was woken), as opposed to starting now.
+    ///
+    /// An acquire swap, not a plain store: it must read whatever wake came last, so that the
+    /// poll sees everything the wakers wrote before waking (see `transition_to_scheduled`).
+    /// Swapping loses nobody's update (invariant 5: while `SCHEDULED` is set nobody else writes
+    /// the word, and wakers that find `SCHEDULED` only set it again).
+    #[inline]
+    pub(crate) fn transition_to_running(&self) -> bool {
+        let prev = self.state.swap(RUNNING | POLLED, Ordering::Acquire);
         debug_assert_eq!(
-            self.state.load(Ordering::Relaxed) & (SCHEDULED | RUNNING | COMPLETE),
+            prev & (SCHEDULED | RUNNING | COMPLETE),
             SCHEDULED,
             "a job was dequeued that is not scheduled, or is running or complete"
         );
-        self.state.store(RUNNING, Ordering::Relaxed);
+        prev & POLLED != 0
     }
 
     /// Ends a poll that returned `Pending`.

@@ -2,12 +2,14 @@
 //!
 //! A job's *scheduling* word says where the job is in its run cycle; its *handle* word says who
 //! owns its output. They are separate atomics so that the hot path, a job polled once to
-//! completion, writes the scheduling word with plain stores: while `SCHEDULED` is set only the
-//! worker that dequeued the job writes the word, and while `RUNNING` is set wakers only ever add
-//! `SCHEDULED` to it, so the poller's own transitions cannot lose anyone's update.
+//! completion, writes the scheduling word with one acquire swap and one store: while `SCHEDULED`
+//! is set only the worker that dequeued the job changes the word, and while `RUNNING` is set
+//! wakers only ever add `SCHEDULED` to it, so the poller's own transitions cannot lose anyone's
+//! update. Every wake is a release read-modify-write and every poll starts with an acquire one,
+//! so a poll sees everything a waker wrote before it woke the job.
 //!
 //! ```text
-//!   spawn ──► SCHEDULED ──dequeue (store)──► RUNNING ──Ready (store)──► COMPLETE
+//!   spawn ──► SCHEDULED ──dequeue (swap)───► RUNNING ──Ready (store)──► COMPLETE
 //!                ▲                              │
 //!                └──wake (CAS, when idle)───────┤ Pending (CAS): idle, or re-queued at once
 //!                                               │ if a wake set SCHEDULED during the poll
@@ -15,9 +17,10 @@
 //!
 //! | scheduling word               | who                      | race it avoids                          |
 //! |-------------------------------|--------------------------|-----------------------------------------|
-//! | idle → SCHEDULED, enqueue      | a waker (CAS)            | two wakes enqueue twice: only the CAS winner enqueues |
-//! | RUNNING → RUNNING│SCHEDULED    | a wake during a poll (CAS) | a wake lost while the job is polled   |
-//! | SCHEDULED → RUNNING            | the dequeuing worker (store) | two workers polling one job: only one dequeues |
+//! | idle → SCHEDULED, enqueue      | a waker (`fetch_or`, release) | two wakes enqueue twice: only the one that found the job idle enqueues |
+//! | SCHEDULED → SCHEDULED          | a waker (`fetch_or`, release) | the wake's writes missed by the coming poll: the poll's swap reads this write |
+//! | RUNNING → RUNNING│SCHEDULED    | a wake during a poll (`fetch_or`) | a wake lost while the job is polled |
+//! | SCHEDULED → RUNNING│POLLED     | the dequeuing worker (swap, acquire) | two workers polling one job: only one dequeues; the poll sees every earlier wake's writes |
 //! | RUNNING → idle / re-enqueue    | the poller (CAS)         | the re-run after a mid-poll wake happens exactly once |
 //! | RUNNING(│SCHEDULED) → COMPLETE | the poller (store)       | wakes after completion: they see COMPLETE and do nothing |
 //!
@@ -34,6 +37,8 @@ pub(crate) const SCHEDULED: u32 = 1 << 0;
 pub(crate) const RUNNING: u32 = 1 << 1;
 /// Scheduling word: the future has finished or panicked. Never cleared within a frame.
 pub(crate) const COMPLETE: u32 = 1 << 2;
+/// Scheduling word: the job has been polled at least once (set by every poll's start).
+pub(crate) const POLLED: u32 = 1 << 3;
 
 /// Handle word: the job finished; its output is stored unless `PANICKED`.
 pub(crate) const DONE: u32 = 1 << 0;
