@@ -56,17 +56,40 @@ impl core::fmt::Debug for Counter<'_> {
 
 impl<'frame> Counter<'frame> {
     /// The current value. Other threads may change it at any moment.
+    ///
+    /// Workers take finished counted jobs off their counter in batches; read from a job, the
+    /// value first takes off the jobs that the reading worker has finished, so a job that
+    /// watches its own counter (`while c.value() > 1 { yield_now().await }`) sees its siblings
+    /// finish. Jobs finished on other workers show once those workers flush, which they do
+    /// before any poll that could be waiting for them and whenever they run out of work.
     pub fn value(&self) -> usize {
+        crate::worker::flush_pending_for(self.inner);
         self.inner.value.load(Ordering::Acquire)
     }
 
     /// Adds `n` units of outstanding work.
+    ///
+    /// # Panics
+    /// If the value would overflow `usize`; the counter is left unchanged.
     pub fn add(&self, n: usize) {
-        let prev = self.inner.value.fetch_add(n, Ordering::AcqRel);
-        assert!(
-            prev.checked_add(n).is_some(),
-            "Counter::add overflowed the counter"
-        );
+        let mut v = self.inner.value.load(Ordering::Relaxed);
+        loop {
+            let Some(new) = v.checked_add(n) else {
+                panic!(
+                    "Counter::add({n}) overflowed the counter, whose value is {v}: the value is \
+                     left unchanged; a count of outstanding work this large is a bug"
+                );
+            };
+            match self.inner.value.compare_exchange_weak(
+                v,
+                new,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => v = actual,
+            }
+        }
     }
 
     /// Marks one unit of work done, waking every awaiter if the value reaches zero.
@@ -96,6 +119,7 @@ impl<'frame> IntoFuture for Counter<'frame> {
                 waker: None,
                 queued: false,
                 notified: false,
+                epoch: 0,
             }),
             registered: false,
             registered_ready: false,
@@ -110,8 +134,18 @@ pub(crate) const UNDERFLOW: &str = "Counter::done() called on a counter that is 
 
 /// The counter itself, in the frame arena.
 ///
+/// # When a waiter is released
+/// A waiter completes at once if the value is zero when it looks; otherwise it is released by
+/// the first zero reached *after* it registered, even if the value has gone up again by the
+/// time it runs, and never by an earlier one. To tell the two apart, the value reaches zero
+/// only under the lock, which then bumps `epoch`; a waiter records the epoch it registered in,
+/// and a zero's `notify_all` releases only the waiters of earlier epochs, however many batches
+/// it takes and whatever registers in between.
+///
 /// # Invariants
-/// 1. `waiters` and every node on it are touched only while `locked` is held.
+/// 1. `waiters`, `epoch` and every node on the list are touched only while `locked` is held.
+/// 4. A transition of `value` to zero is made only while `locked` is held, and bumps `epoch`
+///    before the lock is released.
 /// 2. Every node on the list belongs to a live, pinned `CounterWait`; a `CounterWait` takes its
 ///    node off the list (under the lock) before it is dropped.
 /// 3. Nothing here needs dropping: the arena's memory is simply reused at frame end. The list
@@ -121,7 +155,9 @@ pub(crate) struct CounterInner {
     value: AtomicUsize,
     locked: AtomicBool,
     waiters: UnsafeCell<*mut Waiter>,
-    shared: *const Shared,
+    /// How many times the value has reached zero (under the lock; invariant 4).
+    epoch: UnsafeCell<usize>,
+    pub(crate) shared: *const Shared,
 }
 
 // SAFETY: `value` and `locked` are atomic; `waiters` is guarded by `locked` (invariant 1).
@@ -135,6 +171,8 @@ struct Waiter {
     waker: Option<Wake>,
     queued: bool,
     notified: bool,
+    /// The counter's epoch when this node was put on the list.
+    epoch: usize,
 }
 
 /// How many wakers `notify_all` gathers before it unlocks to wake them.
@@ -146,6 +184,7 @@ impl CounterInner {
             value: AtomicUsize::new(0),
             locked: AtomicBool::new(false),
             waiters: UnsafeCell::new(ptr::null_mut()),
+            epoch: UnsafeCell::new(0),
             shared,
         }
     }
@@ -167,35 +206,43 @@ impl CounterInner {
     pub(crate) fn decrement_by(&self, n: usize) -> Result<(), &'static str> {
         let mut v = self.value.load(Ordering::Relaxed);
         loop {
-            if v < n {
+            if v > n {
+                match self.value.compare_exchange_weak(
+                    v,
+                    v - n,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return Ok(()),
+                    Err(actual) => v = actual,
+                }
+                continue;
+            }
+            // This takes the value to zero (or below, which is misuse): only under the lock,
+            // bumping the epoch, so that waiters registering from now on are not released by
+            // this zero (invariant 4).
+            let epoch = {
+                let _guard = self.lock();
                 match self
                     .value
-                    .compare_exchange_weak(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
                 {
-                    Ok(_) => {
-                        if v != 0 {
-                            self.notify_all();
-                        }
-                        return Err(UNDERFLOW);
-                    }
+                    // SAFETY: we hold the lock (invariant 1).
+                    Ok(_) => self.epoch.with_mut(|e| unsafe {
+                        *e = (*e).wrapping_add(1);
+                        *e
+                    }),
                     Err(actual) => {
                         v = actual;
                         continue;
                     }
                 }
+            };
+            if v != 0 {
+                self.notify_all(epoch);
             }
-            match self
-                .value
-                .compare_exchange_weak(v, v - n, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(actual) => v = actual,
-            }
+            return if v < n { Err(UNDERFLOW) } else { Ok(()) };
         }
-        if v == n {
-            self.notify_all();
-        }
-        Ok(())
     }
 
     fn lock(&self) -> CounterGuard<'_> {
@@ -210,31 +257,32 @@ impl CounterInner {
         CounterGuard(self)
     }
 
-    /// Wakes every waiter, in batches so that no waker runs under the lock.
-    fn notify_all(&self) {
+    /// Wakes every waiter that registered before the zero of `epoch`, in batches so that no
+    /// waker runs under the lock. Waiters that register meanwhile (the value may go up again
+    /// and come down again while we wake) belong to later epochs and are left on the list.
+    fn notify_all(&self, epoch: usize) {
         let mut first_panic = None;
         loop {
             let mut wakers: [Option<Wake>; WAKE_BATCH] = Default::default();
             let mut n = 0;
-            let more;
             {
                 let _guard = self.lock();
                 // SAFETY: we hold the lock (invariant 1); nodes are live (invariant 2).
                 unsafe {
-                    self.waiters.with_mut(|head| {
-                        while n < WAKE_BATCH && !(*head).is_null() {
-                            let node = &mut **head;
-                            *head = node.next;
-                            if !(*head).is_null() {
-                                (**head).prev = ptr::null_mut();
-                            }
-                            node.queued = false;
-                            node.notified = true;
-                            wakers[n] = node.waker.take();
-                            n += 1;
+                    let mut cur = self.waiters.with(|head| *head);
+                    while n < WAKE_BATCH && !cur.is_null() {
+                        let node = cur;
+                        cur = (*node).next;
+                        // Epochs wrap; a node is older when it is behind `epoch` by less than
+                        // half the range (no frame reaches zero 2^63 times).
+                        if epoch.wrapping_sub((*node).epoch) as isize <= 0 {
+                            continue;
                         }
-                    });
-                    more = self.waiters.with(|head| !(*head).is_null());
+                        self.unlink(node);
+                        (*node).notified = true;
+                        wakers[n] = (*node).waker.take();
+                        n += 1;
+                    }
                 }
             }
             // A waker may panic (user code): wake every other waiter anyway, then pass the
@@ -246,7 +294,7 @@ impl CounterInner {
                     }
                 }
             }
-            if !more {
+            if n < WAKE_BATCH {
                 if let Some(p) = first_panic {
                     resume_unwind(p);
                 }
@@ -341,6 +389,7 @@ impl CounterWait<'_> {
             }
             let old = core::mem::replace(&mut n.waker, new.take());
             if !n.queued {
+                n.epoch = counter.epoch.with(|e| *e);
                 counter.waiters.with_mut(|head| {
                     n.next = *head;
                     n.prev = ptr::null_mut();

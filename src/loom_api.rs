@@ -29,7 +29,16 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(workers: usize) -> Scheduler {
         Scheduler {
-            shared: Arc::new_cyclic(|this| Shared::new(workers, 1024, 16, this.as_ptr())),
+            shared: Arc::new_cyclic(|this| {
+                let states = (0..workers)
+                    .map(|_| {
+                        crossbeam_utils::CachePadded::new(
+                            worker::Worker::try_new(1024, 16, workers).expect("a small worker"),
+                        )
+                    })
+                    .collect();
+                Shared::new(states, this.as_ptr())
+            }),
         }
     }
 
@@ -84,8 +93,8 @@ impl JobState {
     pub fn wake(&self) -> bool {
         self.header.transition_to_scheduled()
     }
-    /// A worker dequeues the job and starts polling it.
-    pub fn start_poll(&self) {
+    /// A worker dequeues the job and starts polling it. `true` if it was polled before.
+    pub fn start_poll(&self) -> bool {
         self.header.transition_to_running()
     }
     /// The poll returned `Pending`: `true` if the worker must enqueue the job again.
@@ -138,7 +147,7 @@ impl<F: Future> OutputJob<F> {
         let job = self.job_ref();
         // SAFETY: the job is live (boxed) for the model's duration.
         let h = unsafe { job.header() };
-        h.transition_to_running();
+        let _ = h.transition_to_running();
         let mut cx = Context::from_waker(waker);
         // SAFETY: we hold RUNNING.
         match unsafe { (h.vtable.poll)(job.0, &mut cx) } {
@@ -247,7 +256,7 @@ fn number(job: JobRef) -> usize {
 impl DequeModel {
     pub fn new(capacity: usize) -> DequeModel {
         DequeModel {
-            deque: crate::deque::Deque::new(capacity),
+            deque: crate::deque::Deque::try_new(capacity).expect("a small deque"),
         }
     }
     /// # Safety
@@ -258,20 +267,9 @@ impl DequeModel {
     }
     /// # Safety
     /// Owner only.
-    pub unsafe fn publish(&self) {
+    pub unsafe fn pop(&self) -> Option<usize> {
         // SAFETY: the caller is the owner.
-        unsafe { self.deque.publish() };
-    }
-    /// # Safety
-    /// Owner only.
-    pub unsafe fn pop(&self) -> Vec<usize> {
-        let mut out = [None; crate::deque::BATCH];
-        // SAFETY: the caller is the owner.
-        let n = unsafe { self.deque.pop(&mut out) };
-        out.iter()
-            .take(n)
-            .map(|j| number(j.expect("popped")))
-            .collect()
+        unsafe { self.deque.pop() }.map(number)
     }
     pub fn steal(&self) -> Option<usize> {
         self.deque.steal().map(number)

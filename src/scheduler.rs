@@ -497,7 +497,12 @@ unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
         } else {
             foreign.arena.reset();
         }
+        shared
+            .foreign_kept
+            .store(foreign.arena.chunk_capacity(), Ordering::Relaxed);
     }
+    // The foreign arena is kept between frames too, used or not.
+    kept += shared.foreign_kept.load(Ordering::Relaxed);
     // The root's cell, if it had one, was orphaned with the pool that handed it out.
     shared
         .root

@@ -27,9 +27,10 @@ pub struct FrameStats {
     pub foreign_jobs: u64,
     /// Bytes of arena used by the frame's jobs and counters, over every arena.
     pub arena_bytes: usize,
-    /// Bytes of arena held in reserve after the frame's reset (kept for the next frame).
+    /// Bytes of arena held in reserve after the frame's reset (kept for the next frame), over
+    /// every arena: the workers' and the one that threads outside the scheduler spawn into.
     pub arena_capacity: usize,
-    /// Jobs a worker took from another worker's queue.
+    /// Jobs a worker took from another worker's queue (each job of a batch steal counts).
     pub steals: u64,
     /// Panics caught in the frame (jobs, root, output destructors). The first was resumed.
     pub panics: usize,

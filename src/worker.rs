@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     /// Set when `foreign` is used; frame end only locks it then.
     pub(crate) foreign_used: AtomicBool,
     pub(crate) foreign_spawned: AtomicU64,
+    /// Bytes the foreign arena keeps for later frames (written by the driver at frame end).
+    pub(crate) foreign_kept: AtomicUsize,
     pub(crate) root: Header,
     pub(crate) sleep: Sleep,
     first_panic: Mutex<Option<Box<dyn Any + Send>>>,
@@ -191,6 +193,7 @@ impl Shared {
                 cells: CellPool::new(),
             }),
             foreign_spawned: AtomicU64::new(0),
+            foreign_kept: AtomicUsize::new(0),
             root: Header::new(
                 &crate::job::raw::ROOT_VTABLE,
                 JobKind::Root,
@@ -734,6 +737,27 @@ pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
         Err(payload) => shared.record_panic(payload),
     }
     Counts::add(&w.counts.completed, n as u64);
+}
+
+/// If this thread is a worker holding finished jobs of `counter` in its batch, takes them off
+/// the counter now (for [`Counter::value`](crate::Counter::value)).
+pub(crate) fn flush_pending_for(counter: &CounterInner) {
+    let cur = current();
+    if !ptr::eq(cur.shared, counter.shared) {
+        return;
+    }
+    // SAFETY: `cur.shared` is the scheduler this thread is a worker of (the thread-local is set
+    // only while it is, and the counter's frame is running, so the scheduler is alive).
+    let shared = unsafe { &*cur.shared };
+    // SAFETY: we are worker `cur.index`: `search` is ours (Shared invariant 2), and nothing
+    // else of ours holds a reference into it while a job (our caller) is polled.
+    let mine = shared.workers[cur.index]
+        .search
+        .with(|l| unsafe { (*l).pending != 0 && ptr::eq((*l).pending_counter, counter) });
+    if mine {
+        // SAFETY: as above, we are worker `cur.index`.
+        unsafe { flush_pending(shared, cur.index) };
+    }
 }
 
 /// Frame end, on the driving thread: drops outputs nobody took, from every worker's list.
