@@ -218,8 +218,9 @@ impl Deque {
         n
     }
 
-    /// Steals the oldest job. Any thread.
-    #[cfg(loom)]
+    /// Steals the oldest job. Any thread, the owner included (it takes its own oldest job
+    /// this way now and then, so that jobs that keep waking each other at the LIFO end cannot
+    /// starve the ones below them).
     pub(crate) fn steal(&self) -> Option<JobRef> {
         loop {
             let t = self.top.load(Ordering::Acquire);

@@ -138,7 +138,8 @@ pub(crate) struct Search {
 /// A worker takes finished counted jobs off their counter in one `fetch_sub` per this many.
 const PENDING_MAX: usize = 64;
 
-/// Every this many looks for work, a worker checks the shared FIFO before its own deque.
+/// Every this many looks for work, a worker checks the shared FIFO, then the oldest job of its
+/// own deque, before the newest.
 const INJECTOR_EVERY: u32 = 32;
 
 /// Arena and wake cells for threads that are not workers (scoped threads holding `&Frame`).
@@ -332,6 +333,11 @@ impl Shared {
         // re-queues at once and would otherwise keep the deque's jobs waiting for ever).
         if tick % INJECTOR_EVERY == 0 {
             if let Some(job) = self.pop_injected() {
+                return Some(job);
+            }
+            // And our own oldest job, from the thieves' end: jobs that keep waking each other
+            // at the LIFO end would otherwise keep the ones below them waiting for ever.
+            if let Some(job) = me.queue.steal() {
                 return Some(job);
             }
         }
