@@ -876,3 +876,422 @@ fn output_of_a_job_spawned_during_the_sweep_is_dropped_in_its_frame() {
         );
     });
 }
+
+/// Finding 4: a counted job that yields until its siblings on the same counter are done. Each
+/// worker batches the decrements of the counted jobs it finished and flushes them only before
+/// a job of another counter, when it finds no work, or every 64 jobs; the waiting job is of
+/// the same counter and always there to run, so on one worker the batch is never flushed and
+/// the value never drops: the frame hangs.
+#[test]
+fn counted_job_yielding_for_its_siblings_on_its_counter_finishes_on_one_worker() {
+    within(10, || {
+        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
+        let siblings = AtomicUsize::new(0);
+        let s = &siblings;
+        scheduler.run_frame(async |frame| {
+            let c = frame.counter();
+            for _ in 0..3 {
+                frame.spawn_counted(c, async move {
+                    s.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            frame.spawn_counted(c, async move {
+                while c.value() > 1 {
+                    yield_now().await;
+                }
+            });
+            c.await;
+            assert_eq!(c.value(), 0);
+        });
+        assert_eq!(siblings.load(Ordering::SeqCst), 3);
+        assert_eq!(scheduler.last_frame_stats().jobs, 4);
+    });
+}
+
+/// Finding 4 on N workers with N such waiting jobs: every worker can end up cycling one of
+/// them while holding unflushed decrements of the counter they wait on.
+#[test]
+fn counted_jobs_yielding_for_their_siblings_finish_on_as_many_workers() {
+    within(20, || {
+        for workers in [2, 4] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            for frame_no in 0..20 {
+                let siblings = AtomicUsize::new(0);
+                let s = &siblings;
+                scheduler.run_frame(async |frame| {
+                    let c = frame.counter();
+                    for _ in 0..16 {
+                        frame.spawn_counted(c, async move {
+                            s.fetch_add(1, Ordering::SeqCst);
+                        });
+                    }
+                    for _ in 0..workers {
+                        frame.spawn_counted(c, async move {
+                            while c.value() > workers {
+                                yield_now().await;
+                            }
+                        });
+                    }
+                    c.await;
+                });
+                assert_eq!(
+                    siblings.load(Ordering::SeqCst),
+                    16,
+                    "workers({workers}), frame {frame_no}"
+                );
+            }
+        }
+    });
+}
+
+/// Finding 5: a `spawn_local` job yielding while it waits for an ordinary job. The driving
+/// thread takes local jobs before anything else, and a yielding local job goes straight back
+/// on the local queue, so with one worker the ordinary job in the driver's deque never runs.
+#[test]
+fn local_job_yielding_for_an_ordinary_job_lets_it_run_on_one_worker() {
+    within(10, || {
+        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
+        for frame_no in 0..5 {
+            let ran = AtomicBool::new(false);
+            let r = &ran;
+            let yields = scheduler.run_frame(async |frame| {
+                let ordinary = frame.spawn(async move { r.store(true, Ordering::SeqCst) });
+                let yields = frame
+                    .spawn_local(async move {
+                        let mut yields = 0u32;
+                        while !r.load(Ordering::SeqCst) {
+                            yields += 1;
+                            yield_now().await;
+                        }
+                        yields
+                    })
+                    .await;
+                ordinary.await;
+                yields
+            });
+            assert!(ran.load(Ordering::SeqCst), "frame {frame_no}");
+            assert!(yields >= 1, "frame {frame_no}: the local job ran first");
+        }
+    });
+}
+
+/// Finding 6(a): a job spawns `a` and `b`, then blocks its thread until `b` has run. Pushes
+/// reach thieves only in groups of eight or when the poll ends; `a` is published at once (the
+/// deque was drained), `b` is not, so the idle workers can never run it. The job gives up
+/// after 5 s (so the test fails instead of spinning for ever).
+#[test]
+fn job_blocking_until_its_second_child_runs_lets_an_idle_worker_run_it() {
+    within(60, || {
+        for workers in [2, 4] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            for frame_no in 0..20 {
+                let b_ran = AtomicBool::new(false);
+                let b = &b_ran;
+                let seen = scheduler.run_frame(async |frame| {
+                    frame
+                        .spawn(async move {
+                            let a = frame.spawn(async {});
+                            let child = frame.spawn(async move { b.store(true, Ordering::SeqCst) });
+                            // Blocks this worker (no await) until the child has run elsewhere.
+                            let seen =
+                                wait_until(Duration::from_secs(5), || b.load(Ordering::SeqCst));
+                            drop((a, child));
+                            seen
+                        })
+                        .await
+                });
+                assert!(
+                    seen,
+                    "workers({workers}), frame {frame_no}: the second child never ran while \
+                     its parent blocked"
+                );
+            }
+        }
+    });
+}
+
+/// Finding 6(b): the owner pops its newest jobs in a private batch (here [d, c, ...]), which
+/// thieves cannot reach. `d` runs first and blocks until `c` has run, but `c` waits in the
+/// same worker's batch: nobody else can take it. `d` gives up after 5 s.
+#[test]
+fn job_blocking_on_a_job_in_its_workers_private_batch_lets_an_idle_worker_run_it() {
+    within(60, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        for frame_no in 0..20 {
+            let c_ran = AtomicBool::new(false);
+            let c = &c_ran;
+            let seen = AtomicBool::new(false);
+            let s = &seen;
+            scheduler.run_frame(async |frame| {
+                frame
+                    .spawn(async move {
+                        for _ in 0..6 {
+                            frame.spawn(async {});
+                        }
+                        frame.spawn(async move { c.store(true, Ordering::SeqCst) });
+                        frame.spawn(async move {
+                            let ok =
+                                wait_until(Duration::from_secs(5), || c.load(Ordering::SeqCst));
+                            s.store(ok, Ordering::SeqCst);
+                        });
+                    })
+                    .await;
+            });
+            assert!(
+                seen.load(Ordering::SeqCst),
+                "frame {frame_no}: the job in the private batch never ran while its sibling \
+                 blocked"
+            );
+        }
+    });
+}
+
+/// Finding 6(c): the lost wake. `wake_thief` looks at the sleeper count with a relaxed load
+/// and no fence after publishing, so a worker that is just parking (announce, fence, look at
+/// the deques) and a job that publishes a sibling and then blocks can miss each other: the
+/// worker sleeps and the sibling never runs. The reviewers saw it after 12k to 23k frames;
+/// this runs 30 000 frames, with a pause between frames that varies so that the background
+/// worker is parking at various moments of the next frame's push. The blocked job gives up
+/// after 5 s.
+#[test]
+fn job_publishing_a_sibling_then_blocking_never_loses_the_wake() {
+    const FRAMES: u32 = 30_000;
+    within(90, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        for frame_no in 0..FRAMES {
+            let ran = AtomicBool::new(false);
+            let r = &ran;
+            let seen = scheduler.run_frame(async |frame| {
+                frame
+                    .spawn(async move {
+                        frame.spawn(async move { r.store(true, Ordering::SeqCst) });
+                        wait_until(Duration::from_secs(5), || r.load(Ordering::SeqCst))
+                    })
+                    .await
+            });
+            assert!(
+                seen,
+                "frame {frame_no}: the sibling never ran (a lost wake)"
+            );
+            // 0 to ~200 µs between frames.
+            let pause = Duration::from_nanos(u64::from(frame_no.wrapping_mul(7919) % 200) * 1000);
+            let start = Instant::now();
+            while start.elapsed() < pause {
+                std::hint::spin_loop();
+            }
+        }
+    });
+}
+
+/// Finding 7: `Counter::add` adds first and asserts after, so `add(usize::MAX)` on a counter at
+/// 1 wraps it to 0 (waking nobody) before it panics. The root, waiting on the counter since it
+/// was 1, is never woken: the frame hangs and the documented overflow panic never comes out of
+/// `run_frame`. It must come out, and the scheduler must still work afterwards.
+#[test]
+fn counter_add_overflow_in_a_job_panics_out_of_run_frame() {
+    within(10, || {
+        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            scheduler.run_frame(async |frame| {
+                let c = frame.counter();
+                c.add(1);
+                // Runs once the root waits on the counter (one worker).
+                frame.spawn(async move { c.add(usize::MAX) });
+                c.await;
+            })
+        }));
+        let payload = result.expect_err("the overflow must come out of run_frame as a panic");
+        let msg = payload_str(&*payload);
+        assert!(msg.contains("overflow"), "message: {msg:?}");
+        assert_eq!(scheduler.run_frame(async |f| f.spawn(async { 5 }).await), 5);
+    });
+}
+
+/// A waker that runs the `&dyn Fn()` its data pointer points at, on wake (by value or by
+/// reference); clone copies the pointer, drop does nothing.
+static HOOK_WAKER: RawWakerVTable = RawWakerVTable::new(
+    |p| RawWaker::new(p, &HOOK_WAKER),
+    // SAFETY (all three): `hook_waker` makes the pointer from a live `&&dyn Fn()` that outlives
+    // every use of the waker in the test.
+    |p| unsafe { (*p.cast::<&dyn Fn()>())() },
+    |p| unsafe { (*p.cast::<&dyn Fn()>())() },
+    |_| {},
+);
+
+/// # Safety
+/// `hook` must outlive every clone of the waker and every wake.
+unsafe fn hook_waker(hook: &&dyn Fn()) -> Waker {
+    let data: *const &dyn Fn() = hook;
+    // SAFETY: the vtable's functions only call the hook, which the caller keeps alive.
+    unsafe { Waker::from_raw(RawWaker::new(data.cast(), &HOOK_WAKER)) }
+}
+
+/// Finding 8: `notify_all` wakes a counter's waiters in batches of 16 and unlocks between
+/// batches. A future that starts waiting after the counter went back up (0 -> 1), while the
+/// first batch is being woken, is put on the list and released by the next batch although the
+/// value is 1. Deterministic: 20 waiters whose waker, the first time it is woken, adds 1 to
+/// the counter and registers a new waiter (which is `Pending`, rightly); polled again
+/// afterwards, that late waiter must still be `Pending` while the value stays 1.
+#[test]
+fn waiter_registered_after_the_counter_went_back_up_is_not_released() {
+    within(10, || {
+        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
+        let (registered_pending, pending_later, value_later) = scheduler.run_frame(async |frame| {
+            let c = frame.counter();
+            c.add(1);
+            let late: std::cell::RefCell<Option<Pin<Box<frame_scheduler::CounterWait<'_>>>>> =
+                std::cell::RefCell::new(None);
+            let registered_pending = std::cell::Cell::new(None);
+            let fired = std::cell::Cell::new(false);
+            let hook = || {
+                if fired.replace(true) {
+                    return;
+                }
+                // The counter went to 0 and this is the first waiter woken: new work arrives,
+                // and a new waiter starts waiting for it.
+                c.add(1);
+                let mut wait = Box::pin(c.into_future());
+                let polled = wait
+                    .as_mut()
+                    .poll(&mut Context::from_waker(futures::task::noop_waker_ref()));
+                registered_pending.set(Some(polled.is_pending()));
+                *late.borrow_mut() = Some(wait);
+            };
+            let hook_ref: &dyn Fn() = &hook;
+            // SAFETY: `hook` and `hook_ref` live until the end of this block, past every wake
+            // (all within `c.done()` below) and every clone (dropped with the waiters).
+            let waker = unsafe { hook_waker(&hook_ref) };
+            let mut waiters: Vec<_> = (0..20).map(|_| Box::pin(c.into_future())).collect();
+            for w in &mut waiters {
+                assert!(
+                    w.as_mut()
+                        .poll(&mut Context::from_waker(&waker))
+                        .is_pending()
+                );
+            }
+            // 1 -> 0: every waiter is woken; the first wake takes the counter back to 1.
+            c.done();
+            let mut late = late.borrow_mut().take().expect("the hook ran");
+            let pending_later = late
+                .as_mut()
+                .poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+                .is_pending();
+            let value_later = c.value();
+            drop(late);
+            drop(waiters);
+            c.done();
+            (registered_pending.get(), pending_later, value_later)
+        });
+        assert_eq!(registered_pending, Some(true));
+        assert_eq!(value_later, 1);
+        assert!(
+            pending_later,
+            "a waiter that registered while the counter was 1 was released with the value at 1"
+        );
+    });
+}
+
+/// Finding 9: an arena capacity no allocator can give panics ("out of memory", from bumpalo)
+/// instead of coming back as `Err(BuildError)` naming the setting. (Not tested: the largest
+/// `queue_capacity` with 1024 workers, which would really try to commit 128 GiB.)
+#[test]
+fn huge_arena_capacity_is_a_build_error_not_a_panic() {
+    let built = catch_unwind(|| {
+        Scheduler::builder()
+            .workers(1)
+            .arena_capacity(1 << 50)
+            .build()
+    });
+    match built {
+        Ok(Err(e)) => assert!(
+            e.to_string().contains("arena_capacity"),
+            "the error should name arena_capacity: {e}"
+        ),
+        Ok(Ok(_)) => panic!("built a scheduler with 1 PiB arenas"),
+        Err(p) => panic!("build panicked: {:?}", payload_str(&*p)),
+    }
+}
+
+/// Finding 10: `FrameStats::steals` is documented as the jobs a worker took from another
+/// worker's queue, but counts steal batches (up to 8 jobs each). Only the root spawns, all
+/// jobs are leaves, and nothing yields or overflows, so every job the background worker ran,
+/// it stole: their number must equal `steals` exactly, frame by frame.
+#[test]
+fn steals_count_jobs_stolen() {
+    within(30, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let driver = std::thread::current().id();
+        let mut stolen_total = 0;
+        for frame_no in 0..30 {
+            let elsewhere = AtomicUsize::new(0);
+            let e = &elsewhere;
+            scheduler.run_frame(async |frame| {
+                let jobs = frame.counter();
+                for _ in 0..64 {
+                    frame.spawn_counted(jobs, async move {
+                        let start = Instant::now();
+                        while start.elapsed() < Duration::from_micros(20) {
+                            std::hint::spin_loop();
+                        }
+                        if std::thread::current().id() != driver {
+                            e.fetch_add(1, Ordering::SeqCst);
+                        }
+                    });
+                }
+                jobs.await;
+            });
+            let stolen = elsewhere.load(Ordering::SeqCst);
+            stolen_total += stolen;
+            assert_eq!(
+                scheduler.last_frame_stats().steals,
+                stolen as u64,
+                "frame {frame_no}: steals against jobs run by the background worker"
+            );
+        }
+        assert!(stolen_total > 0, "the background worker never stole a job");
+    });
+}
+
+/// Finding 10: `FrameStats::arena_bytes` counts the foreign arena (jobs spawned from threads
+/// that are not workers) but `arena_capacity` leaves it out, so a steady frame spawning from a
+/// scoped thread reports more bytes used than held in reserve, though every arena kept enough
+/// for the next frame.
+#[test]
+fn arena_capacity_counts_the_foreign_arena_like_arena_bytes() {
+    within(30, || {
+        let mut scheduler = Scheduler::builder()
+            .workers(1)
+            .arena_capacity(1024)
+            .build()
+            .unwrap();
+        for frame_no in 0..4 {
+            scheduler.run_frame(async |frame| {
+                frame
+                    .spawn(async move {
+                        std::thread::scope(|s| {
+                            s.spawn(|| {
+                                for _ in 0..64 {
+                                    let pad = [1u8; 512];
+                                    frame.spawn(async move {
+                                        std::hint::black_box(pad);
+                                    });
+                                }
+                            });
+                        });
+                    })
+                    .await;
+            });
+            let stats = scheduler.last_frame_stats();
+            assert_eq!(stats.foreign_jobs, 64);
+            // From the second frame on, every arena was sized for the first.
+            if frame_no > 0 {
+                assert!(
+                    stats.arena_capacity >= stats.arena_bytes,
+                    "frame {frame_no}: {} bytes used but {} kept",
+                    stats.arena_bytes,
+                    stats.arena_capacity
+                );
+            }
+        }
+    });
+}
