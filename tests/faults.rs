@@ -1048,37 +1048,44 @@ fn job_blocking_on_a_job_in_its_workers_private_batch_lets_an_idle_worker_run_it
 
 /// Finding 6(c): the lost wake. `wake_thief` looks at the sleeper count with a relaxed load
 /// and no fence after publishing, so a worker that is just parking (announce, fence, look at
-/// the deques) and a job that publishes a sibling and then blocks can miss each other: the
-/// worker sleeps and the sibling never runs. The reviewers saw it after 12k to 23k frames;
-/// this runs 30 000 frames, with a pause between frames that varies so that the background
-/// worker is parking at various moments of the next frame's push. The blocked job gives up
-/// after 5 s.
+/// the deques) and a thread that publishes a job and then blocks until it has run can miss each
+/// other: the worker sleeps and the job never runs. The reviewers saw it after 12k to 23k
+/// frames. Here each frame has the background worker run a job, then the root (on the driving
+/// thread) waits a delay after that job's end, spawns a sibling and blocks until it has run
+/// (giving up after 5 s). The delay sweeps 50 to 350 µs in steps of 97 ns, so that the push
+/// meets the worker's parking (about 100 to 250 µs after its last job, on the machine this was
+/// written on) at every phase; 30 000 frames, 10 to 30 s. On the code it was written against
+/// it failed (a 5 s stall) in three runs of four, at frames 14 013, 17 538 and 23 002.
 #[test]
 fn job_publishing_a_sibling_then_blocking_never_loses_the_wake() {
-    const FRAMES: u32 = 30_000;
-    within(90, || {
+    const FRAMES: u64 = 30_000;
+    within(120, || {
         let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
         for frame_no in 0..FRAMES {
+            let delay = Duration::from_nanos(50_000 + frame_no * 97 % 300_000);
+            let first_end: Mutex<Option<Instant>> = Mutex::new(None);
             let ran = AtomicBool::new(false);
-            let r = &ran;
+            let (first_end_r, ran_r) = (&first_end, &ran);
             let seen = scheduler.run_frame(async |frame| {
-                frame
-                    .spawn(async move {
-                        frame.spawn(async move { r.store(true, Ordering::SeqCst) });
-                        wait_until(Duration::from_secs(5), || r.load(Ordering::SeqCst))
-                    })
-                    .await
+                // Blocking here, the root leaves this job to the background worker.
+                let first = frame.spawn(async move {
+                    *first_end_r.lock().unwrap() = Some(Instant::now());
+                });
+                if !wait_until(Duration::from_secs(5), || first.is_finished()) {
+                    return false;
+                }
+                let end = first_end_r.lock().unwrap().expect("the first job ran");
+                while end.elapsed() < delay {
+                    std::hint::spin_loop();
+                }
+                frame.spawn(async move { ran_r.store(true, Ordering::SeqCst) });
+                wait_until(Duration::from_secs(5), || ran_r.load(Ordering::SeqCst))
             });
             assert!(
                 seen,
-                "frame {frame_no}: the sibling never ran (a lost wake)"
+                "frame {frame_no} (delay {delay:?}): a job never ran while the thread that \
+                 published it blocked (a lost wake)"
             );
-            // 0 to ~200 µs between frames.
-            let pause = Duration::from_nanos(u64::from(frame_no.wrapping_mul(7919) % 200) * 1000);
-            let start = Instant::now();
-            while start.elapsed() < pause {
-                std::hint::spin_loop();
-            }
         }
     });
 }
