@@ -668,7 +668,7 @@ struct Meetings {
     gave_up: AtomicBool,
 }
 
-/// An output whose drops are counted. Every eighth waits, when dropped by the sweep, at its
+/// An output whose drops are counted. Every sixteenth waits, when dropped by the sweep, at its
 /// meeting point for the job dropping handles on the other worker.
 struct RacedOutput<'e> {
     drops: &'e AtomicUsize,
@@ -736,7 +736,7 @@ impl Drop for DropsHandlesElsewhere<'_, '_> {
 /// Finding 1(b), the drop race: `JobHandle::drop` reads `TAKEN` (in its `DETACHED`
 /// read-modify-write) and sets it only later; when the sweep sets it in between, both drop the
 /// output. Here a job spawned by an output destructor drops live handles on another worker
-/// while the driver sweeps the same outputs, in the same order, the two meeting every eighth
+/// while the driver sweeps the same outputs, in the same order, the two meeting every sixteenth
 /// output so that they reach the next one together: 256 outputs per frame, 200 frames. Every
 /// output must be dropped exactly once.
 #[test]
