@@ -70,14 +70,19 @@ impl<'frame> Counter<'frame> {
     /// Adds `n` units of outstanding work.
     ///
     /// # Panics
-    /// If the value would overflow `usize`; the counter is left unchanged.
+    /// If the value would overflow `usize`. The overflow is found before the value changes;
+    /// the counter is then set to zero and its awaiters are released, as for a surplus
+    /// [`done`](Counter::done), so that the frame can finish and `run_frame` can report the
+    /// panic instead of hanging on a count that will never come down.
     pub fn add(&self, n: usize) {
         let mut v = self.inner.value.load(Ordering::Relaxed);
         loop {
             let Some(new) = v.checked_add(n) else {
+                self.inner.release_all();
                 panic!(
-                    "Counter::add({n}) overflowed the counter, whose value is {v}: the value is \
-                     left unchanged; a count of outstanding work this large is a bug"
+                    "Counter::add({n}) overflowed the counter, whose value was {v}: a count of \
+                     outstanding work this large is a bug; the counter was set to zero and its \
+                     awaiters released"
                 );
             };
             match self.inner.value.compare_exchange_weak(
@@ -243,6 +248,21 @@ impl CounterInner {
             }
             return if v < n { Err(UNDERFLOW) } else { Ok(()) };
         }
+    }
+
+    /// Misuse: sets the value to zero and releases every waiter, so that nothing hangs on a
+    /// counter whose count can no longer be trusted.
+    fn release_all(&self) {
+        let epoch = {
+            let _guard = self.lock();
+            self.value.store(0, Ordering::Release);
+            // SAFETY: we hold the lock (invariants 1 and 4).
+            self.epoch.with_mut(|e| unsafe {
+                *e = (*e).wrapping_add(1);
+                *e
+            })
+        };
+        self.notify_all(epoch);
     }
 
     fn lock(&self) -> CounterGuard<'_> {
