@@ -2,13 +2,17 @@
 //! criterion: the workloads of the benches (`benches/common/mod.rs`, shared), each on every
 //! system with the same thread count, printed as markdown tables of median and p90 nanoseconds
 //! per job, the ratio of each peer to frame-scheduler, and heap allocations per job counted by
-//! a counting global allocator.
+//! a counting global allocator. The load-balancing workloads (coarse jobs of uneven length) get
+//! a table of their own: median and p90 frame time, and its ratio to the ideal on the thread
+//! count, `max(longest job, total work / threads)`, next to a floor row: plain threads that
+//! each spin the ideal, which shows how far the machine's own load moves the figures.
 //!
 //! ```text
-//! cargo run --release --example versus [-- --threads N] [--frames N]
+//! cargo run --release --example versus [-- --threads N] [--frames N] [--balance-frames N]
 //! ```
 //! `--threads` defaults to `BENCH_THREADS`, else 2; `--frames` (default 200) is the most
-//! samples per cell, each cell also stopping after 1.5 s.
+//! samples per cell, each cell also stopping after 1.5 s; `--balance-frames` (default 40) is
+//! the same for the balance workloads, whose frames take milliseconds.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -177,6 +181,17 @@ fn measure(
         .collect()
 }
 
+/// The balance floor: `threads` threads (`threads - 1` scoped ones and the caller) each spin
+/// for `ideal`, a perfectly balanced frame with no scheduler.
+fn spin_floor(threads: usize, ideal: Duration) {
+    std::thread::scope(|s| {
+        for i in 1..threads {
+            s.spawn(move || common::spin(ideal, i));
+        }
+        common::spin(ideal, 0);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Printing
 
@@ -188,6 +203,11 @@ fn ns(v: f64) -> String {
     } else {
         format!("{v:.0}")
     }
+}
+
+/// Nanoseconds as whole microseconds.
+fn us(ns: f64) -> String {
+    format!("{:.0}", ns / 1000.0)
 }
 
 fn allocs(c: &Cell) -> String {
@@ -288,11 +308,13 @@ fn start_watchdog() {
 struct Args {
     threads: usize,
     frames: usize,
+    balance_frames: usize,
 }
 
 fn parse_args() -> Args {
     let mut threads = None;
     let mut frames = 200;
+    let mut balance_frames = 40;
     let mut args = std::env::args().skip(1);
     let number = |flag: &str, v: Option<String>| -> usize {
         match v.as_deref().map(str::parse::<usize>) {
@@ -307,8 +329,12 @@ fn parse_args() -> Args {
         match a.as_str() {
             "--threads" => threads = Some(number("--threads", args.next())),
             "--frames" => frames = number("--frames", args.next()),
+            "--balance-frames" => balance_frames = number("--balance-frames", args.next()),
             "-h" | "--help" => {
-                println!("usage: versus [--threads N] [--frames N]   (env BENCH_THREADS)");
+                println!(
+                    "usage: versus [--threads N] [--frames N] [--balance-frames N]   \
+                     (env BENCH_THREADS)"
+                );
                 std::process::exit(0)
             }
             _ => {
@@ -316,6 +342,8 @@ fn parse_args() -> Args {
                     threads = Some(number("--threads", Some(v.to_string())));
                 } else if let Some(v) = a.strip_prefix("--frames=") {
                     frames = number("--frames", Some(v.to_string()));
+                } else if let Some(v) = a.strip_prefix("--balance-frames=") {
+                    balance_frames = number("--balance-frames", Some(v.to_string()));
                 } else if a == "--bench" {
                     // `cargo bench` passes it to every target; nothing to do.
                 } else {
@@ -328,6 +356,7 @@ fn parse_args() -> Args {
     Args {
         threads: threads.unwrap_or_else(common::threads_from_env),
         frames,
+        balance_frames,
     }
 }
 
@@ -363,6 +392,11 @@ fn main() {
         "- ratio = peer / frame-scheduler: above 1 means frame-scheduler is faster; `serial` \
          and `serial-bump` are one-thread floors with no scheduler"
     );
+    println!(
+        "- balance workloads: the same, with up to {} samples of one frame each; each job spins \
+         on the clock for its time of CPU work",
+        args.balance_frames
+    );
     println!();
 
     // Per workload, the systems that have it, and for throughput frame-scheduler on 1 worker
@@ -373,7 +407,7 @@ fn main() {
         .expect("build frame-scheduler");
     let mut scaling = None;
     let mut results: Vec<(Workload, Vec<Option<Cell>>)> = Vec::new();
-    for workload in Workload::ALL {
+    for workload in Workload::ALL.into_iter().filter(|w| !w.is_balance()) {
         let present: Vec<System> = System::ALL
             .into_iter()
             .filter(|&s| systems.supports(workload, s))
@@ -419,8 +453,48 @@ fn main() {
             .collect();
         results.push((workload, row));
     }
-    set_current(None);
     drop(one);
+
+    // The balance workloads: one frame per sample, judged against the ideal on `n` threads. The
+    // last contender is the floor this machine allows: `n` threads that each spin the ideal.
+    let floor = format!("floor: {n} threads spin ideal");
+    let mut balance: Vec<(Workload, Vec<(String, Cell)>)> = Vec::new();
+    for workload in Workload::BALANCE {
+        let present: Vec<System> = System::ALL
+            .into_iter()
+            .filter(|&s| systems.supports(workload, s))
+            .collect();
+        for &system in &present {
+            set_current(Some(format!(
+                "{} on {} (check)",
+                workload.name(),
+                system.name()
+            )));
+            systems.verify(workload, system);
+        }
+        let ideal = workload.balance_ideal(n);
+        let label = |k: usize| match present.get(k) {
+            Some(s) => s.name().to_string(),
+            None => floor.clone(),
+        };
+        let name = |k: usize| format!("{} on {}", workload.name(), label(k));
+        let cells = measure(
+            1,
+            present.len() + 1,
+            args.balance_frames,
+            &name,
+            &mut |k| match present.get(k) {
+                Some(&system) => systems.run(workload, system),
+                None => spin_floor(n, ideal),
+            },
+        );
+        for (k, cell) in cells.iter().enumerate() {
+            eprintln!("{:<56} {:>10} µs/frame", name(k), us(cell.median_ns));
+        }
+        let cells = cells.into_iter().enumerate().map(|(k, c)| (label(k), c));
+        balance.push((workload, cells.collect()));
+    }
+    set_current(None);
 
     // Only the systems with at least one result get a column.
     let columns: Vec<usize> = (0..System::ALL.len())
@@ -474,6 +548,47 @@ fn main() {
     println!("### heap allocations per unit (bytes per unit)");
     println!();
     print_table(&header, &table(&|v, _, _| allocs(v)));
+    println!();
+
+    println!("### load balance: frame time against the ideal on {n} threads");
+    println!();
+    println!(
+        "ideal = max(longest job, total work / {n}); ratio = frame time / ideal, 1.00 is a \
+         perfect spread; the floor row is {n} plain threads (started each frame, the caller \
+         one of them) each spinning the ideal, which is what this machine allows: a ratio well \
+         above 1 there means other load, not a scheduler"
+    );
+    println!();
+    let header: Vec<String> = [
+        "workload",
+        "system",
+        "ideal µs",
+        "median µs",
+        "median / ideal",
+        "p90 µs",
+        "p90 / ideal",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = balance
+        .iter()
+        .flat_map(|(w, cells)| {
+            let ideal = w.balance_ideal(n).as_nanos() as f64;
+            cells.iter().map(move |(system, c)| {
+                vec![
+                    w.name().to_string(),
+                    system.clone(),
+                    us(ideal),
+                    us(c.median_ns),
+                    format!("{:.2}", c.median_ns / ideal),
+                    us(c.p90_ns),
+                    format!("{:.2}", c.p90_ns / ideal),
+                ]
+            })
+        })
+        .collect();
+    print_table(&header, &rows);
     println!();
 
     let fs_throughput = results

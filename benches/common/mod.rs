@@ -29,7 +29,7 @@
 
 use std::future::Future;
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_executor::Executor;
 use bevy_tasks::{TaskPool, TaskPoolBuilder};
@@ -64,6 +64,16 @@ pub const FAN_OUT_JOBS: usize = 1_000;
 pub const STAGES: usize = 16;
 /// Jobs per stage of the staged workload.
 pub const STAGE_JOBS: usize = 256;
+/// The jobs of the "balance 8x50us+8x1ms" workload, in spawn order: `(jobs, work of each)`.
+pub const BALANCE_MIXED_JOBS: [(usize, Duration); 2] = [
+    (8, Duration::from_micros(50)),
+    (8, Duration::from_millis(1)),
+];
+/// The jobs of the "balance 15x250us+1x4ms" workload, in spawn order: `(jobs, work of each)`.
+pub const BALANCE_TAIL_JOBS: [(usize, Duration); 2] = [
+    (15, Duration::from_micros(250)),
+    (1, Duration::from_millis(4)),
+];
 
 /// Threads per system: `BENCH_THREADS`, else 2.
 pub fn threads_from_env() -> usize {
@@ -90,6 +100,26 @@ pub fn work(i: usize) -> u64 {
     x
 }
 
+/// `dur` of busy CPU work: rounds of [`work`] until the clock says `dur` has passed since the
+/// call. Returns the nanoseconds it took, never less than `dur`.
+///
+/// Spinning on the clock rather than for a calibrated number of rounds makes a job cost the
+/// same wall time on every system, even on a loaded machine where a round count would stretch:
+/// what the balance workloads compare is how the scheduler lays the jobs out, not the jobs.
+#[inline(never)]
+pub fn spin(dur: Duration, seed: usize) -> u64 {
+    let start = Instant::now();
+    let mut round = seed;
+    loop {
+        black_box(work(round));
+        round = round.wrapping_add(1);
+        let spent = start.elapsed();
+        if spent >= dur {
+            return spent.as_nanos() as u64;
+        }
+    }
+}
+
 /// The workloads, one per question the benches ask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
@@ -111,11 +141,17 @@ pub enum Workload {
     EmptyFrame,
     /// A frame with one empty job.
     OneJobFrame,
+    /// Coarse jobs of uneven length: 8 jobs of 50 µs of CPU work, then 8 of 1 ms, awaited by
+    /// the root. Measured per frame, against [`Workload::balance_ideal`].
+    BalanceMixed,
+    /// One long job spawned last: 15 jobs of 250 µs, then 1 of 4 ms, awaited by the root.
+    /// Measured per frame, against [`Workload::balance_ideal`].
+    BalanceTail,
 }
 
 impl Workload {
     /// Every workload, in the order of the benches.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 11] = [
         Workload::Spawn,
         Workload::Throughput,
         Workload::Nested,
@@ -125,7 +161,13 @@ impl Workload {
         Workload::Stages,
         Workload::EmptyFrame,
         Workload::OneJobFrame,
+        Workload::BalanceMixed,
+        Workload::BalanceTail,
     ];
+
+    /// The load-balancing workloads: coarse jobs whose frame time is judged against the ideal
+    /// on the thread count rather than per job.
+    pub const BALANCE: [Workload; 2] = [Workload::BalanceMixed, Workload::BalanceTail];
 
     /// A short name, used as the criterion group and the table row.
     pub fn name(self) -> &'static str {
@@ -139,6 +181,8 @@ impl Workload {
             Workload::Stages => "16 stages x 256",
             Workload::EmptyFrame => "empty frame",
             Workload::OneJobFrame => "frame + 1 job",
+            Workload::BalanceMixed => "balance 8x50us+8x1ms",
+            Workload::BalanceTail => "balance 15x250us+1x4ms",
         }
     }
 
@@ -154,6 +198,8 @@ impl Workload {
             Workload::Stages => "counters_16_stages_x256",
             Workload::EmptyFrame => "frame_overhead_empty",
             Workload::OneJobFrame => "frame_overhead_one_job",
+            Workload::BalanceMixed => "balance_8x50us_8x1ms",
+            Workload::BalanceTail => "balance_15x250us_1x4ms",
         }
     }
 
@@ -161,7 +207,10 @@ impl Workload {
     pub fn unit(self) -> &'static str {
         match self {
             Workload::PingPong => "round trip",
-            Workload::EmptyFrame | Workload::OneJobFrame => "frame",
+            Workload::EmptyFrame
+            | Workload::OneJobFrame
+            | Workload::BalanceMixed
+            | Workload::BalanceTail => "frame",
             _ => "job",
         }
     }
@@ -176,7 +225,10 @@ impl Workload {
             Workload::PingPong => PING_PONG_ROUNDS,
             Workload::FanOut => FAN_OUT_JOBS,
             Workload::Stages => STAGES * STAGE_JOBS,
-            Workload::EmptyFrame | Workload::OneJobFrame => 1,
+            Workload::EmptyFrame
+            | Workload::OneJobFrame
+            | Workload::BalanceMixed
+            | Workload::BalanceTail => 1,
         }) as u64
     }
 
@@ -186,8 +238,40 @@ impl Workload {
             Workload::PingPong => 2,
             Workload::EmptyFrame => 0,
             Workload::OneJobFrame => 1,
+            Workload::BalanceMixed | Workload::BalanceTail => {
+                self.balance_durations().count() as u64
+            }
             w => w.units(),
         }
+    }
+
+    /// Whether this is one of [`Workload::BALANCE`].
+    pub fn is_balance(self) -> bool {
+        Workload::BALANCE.contains(&self)
+    }
+
+    /// A balance workload's jobs, in spawn order, as `(jobs, work of each)`; empty for the others.
+    pub fn balance_jobs(self) -> &'static [(usize, Duration)] {
+        match self {
+            Workload::BalanceMixed => &BALANCE_MIXED_JOBS,
+            Workload::BalanceTail => &BALANCE_TAIL_JOBS,
+            _ => &[],
+        }
+    }
+
+    /// The work of each of a balance workload's jobs, one item per job in spawn order.
+    pub fn balance_durations(self) -> impl Iterator<Item = Duration> + 'static {
+        self.balance_jobs()
+            .iter()
+            .flat_map(|&(jobs, dur)| std::iter::repeat_n(dur, jobs))
+    }
+
+    /// The shortest a balance frame can take on `threads` threads: its longest job, or its
+    /// total work shared evenly, whichever is longer. Zero for the other workloads.
+    pub fn balance_ideal(self, threads: usize) -> Duration {
+        let longest = self.balance_durations().max().unwrap_or_default();
+        let total: Duration = self.balance_durations().sum();
+        longest.max(total / threads.max(1) as u32)
     }
 }
 
@@ -296,7 +380,7 @@ pub struct Systems {
     pub executor: AsyncExecutor,
     /// bevy_tasks with `threads - 1` threads, the caller included.
     pub bevy: TaskPool,
-    /// The throughput workload's output, one slot per job.
+    /// The throughput and balance workloads' output, one slot per job.
     pub out: Vec<u64>,
     /// The arena of the bump floor.
     pub bump: Bump,
@@ -367,6 +451,20 @@ impl Systems {
     pub fn verify(&mut self, workload: Workload, system: System) {
         self.out.fill(0);
         self.run(workload, system);
+        if workload.is_balance() {
+            for (i, (&v, dur)) in self
+                .out
+                .iter()
+                .zip(workload.balance_durations())
+                .enumerate()
+            {
+                assert!(
+                    v >= dur.as_nanos() as u64,
+                    "{}: balance job {i} reported {v} ns of work, not the {dur:?} it was given",
+                    system.name()
+                );
+            }
+        }
         if workload == Workload::Throughput {
             for (i, &v) in self.out.iter().enumerate() {
                 assert_eq!(
@@ -444,6 +542,14 @@ pub fn frame_scheduler(s: &mut Scheduler, workload: Workload, out: &mut [u64]) {
         Workload::EmptyFrame => s.run_frame(async |_| {}),
         Workload::OneJobFrame => s.run_frame(async |frame| {
             frame.spawn(async {});
+        }),
+        Workload::BalanceMixed | Workload::BalanceTail => s.run_frame(async |frame| {
+            let done = frame.counter();
+            let jobs = out.iter_mut().zip(workload.balance_durations());
+            for (i, (slot, dur)) in jobs.enumerate() {
+                frame.spawn_counted(done, async move { *slot = spin(dur, i) });
+            }
+            done.await;
         }),
     }
 }

@@ -12,7 +12,7 @@ use futures::channel::{mpsc, oneshot};
 
 use super::{
     AsyncExecutor, CHAIN_LEN, FAN_OUT_JOBS, NESTED_FANOUT, PING_PONG_ROUNDS, SPAWN_JOBS,
-    STAGE_JOBS, STAGES, Workload, work,
+    STAGE_JOBS, STAGES, Workload, spin, work,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -90,6 +90,12 @@ pub(super) fn on_rayon(pool: &rayon::ThreadPool, workload: Workload, out: &mut [
         }),
         Workload::EmptyFrame => pool.scope(|_| {}),
         Workload::OneJobFrame => pool.scope(|s| s.spawn(|_| {})),
+        Workload::BalanceMixed | Workload::BalanceTail => pool.scope(|s| {
+            let jobs = out.iter_mut().zip(workload.balance_durations());
+            for (i, (slot, dur)) in jobs.enumerate() {
+                s.spawn(move |_| *slot = spin(dur, i));
+            }
+        }),
     }
 }
 
@@ -190,6 +196,17 @@ pub(super) fn on_tokio(rt: &tokio::runtime::Runtime, workload: Workload, out: &m
         }),
         Workload::EmptyFrame => rt.block_on(async {}),
         Workload::OneJobFrame => rt.block_on(async { tokio::spawn(async {}).await.unwrap() }),
+        // `'static` jobs: each returns its result and the root writes it into the slot.
+        Workload::BalanceMixed | Workload::BalanceTail => rt.block_on(async {
+            let jobs: Vec<_> = workload
+                .balance_durations()
+                .enumerate()
+                .map(|(i, dur)| tokio::spawn(async move { spin(dur, i) }))
+                .collect();
+            for (slot, job) in out.iter_mut().zip(jobs) {
+                *slot = job.await.unwrap();
+            }
+        }),
     }
 }
 
@@ -312,6 +329,19 @@ pub(super) fn on_async_executor(exec: &AsyncExecutor, workload: Workload, out: &
         }),
         Workload::EmptyFrame => exec.block_on(async {}),
         Workload::OneJobFrame => exec.block_on(ex.spawn(async {})),
+        Workload::BalanceMixed | Workload::BalanceTail => exec.block_on(async {
+            let mut jobs = Vec::with_capacity(workload.balance_durations().count());
+            ex.spawn_many(
+                workload
+                    .balance_durations()
+                    .enumerate()
+                    .map(|(i, dur)| async move { spin(dur, i) }),
+                &mut jobs,
+            );
+            for (slot, job) in out.iter_mut().zip(jobs) {
+                *slot = job.await;
+            }
+        }),
     }
 }
 
@@ -397,6 +427,14 @@ pub(super) fn on_bevy(pool: &TaskPool, workload: Workload, out: &mut [u64]) {
         }
         Workload::OneJobFrame => {
             pool.scope(|s| s.spawn(async {}));
+        }
+        Workload::BalanceMixed | Workload::BalanceTail => {
+            pool.scope(|s| {
+                let jobs = out.iter_mut().zip(workload.balance_durations());
+                for (i, (slot, dur)) in jobs.enumerate() {
+                    s.spawn(async move { *slot = spin(dur, i) });
+                }
+            });
         }
     }
 }
