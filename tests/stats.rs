@@ -1,8 +1,12 @@
 //! `FrameStats`: what `last_frame_stats` reports after each frame.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use frame_scheduler::{FrameStats, yield_now};
+use frame_scheduler::{FrameStats, Scheduler, yield_now};
 
 mod common;
 
@@ -117,15 +121,74 @@ fn arena_bytes_grow_with_the_number_of_jobs() {
 
 #[test]
 fn one_worker_never_steals() {
-    let mut scheduler = scheduler(1);
-    scheduler.run_frame(async |frame| {
-        let hs: Vec<_> = (0..200).map(|i| frame.spawn(async move { i })).collect();
-        for h in hs {
-            h.await;
-        }
-    });
-    assert_eq!(scheduler.last_frame_stats().steals, 0);
-    assert_eq!(scheduler.last_frame_stats().jobs, 200);
+    // One worker has no one to steal from, whatever path its jobs take: its own deque, the
+    // shared overflow list (200 jobs in a queue of 16), the shared FIFO that yielding jobs go
+    // to, nested spawns and local jobs.
+    let mut scheduler = Scheduler::builder()
+        .workers(1)
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        scheduler.run_frame(async |frame| {
+            let hs: Vec<_> = (0..200u64)
+                .map(|i| {
+                    frame.spawn(async move {
+                        if i % 3 == 0 {
+                            yield_now().await;
+                        }
+                        if i % 10 == 0 {
+                            i + frame.spawn(async move { i }).await
+                        } else {
+                            i
+                        }
+                    })
+                })
+                .collect();
+            drop(frame.spawn_local(async {}));
+            let mut sum = 0;
+            for h in hs {
+                sum += h.await;
+            }
+            // 0..200, plus the multiples of 10 once more.
+            assert_eq!(sum, 199 * 200 / 2 + 10 * 19 * 20 / 2);
+        });
+        let stats = scheduler.last_frame_stats();
+        assert_eq!(stats.steals, 0);
+        assert_eq!(stats.jobs, 200 + 20 + 1);
+    }
+}
+
+#[test]
+fn a_job_only_another_worker_can_run_is_a_steal() {
+    // The root spawns one job, then keeps the driving thread (worker 0) busy until the job has
+    // run. The job sits on worker 0's deque (one job: no overflow, no yield, so never on a
+    // shared list), so the only way the other worker can run it is to steal it.
+    let mut scheduler = scheduler(2);
+    let driver = thread::current().id();
+    for _ in 0..3 {
+        let ran_on = Mutex::new(None);
+        let ran = AtomicBool::new(false);
+        scheduler.run_frame(async |frame| {
+            drop(frame.spawn(async {
+                *ran_on.lock().unwrap() = Some(thread::current().id());
+                ran.store(true, SeqCst);
+            }));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !ran.load(SeqCst) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the other worker never took the job"
+                );
+                std::hint::spin_loop();
+            }
+        });
+        let ran_on = ran_on.into_inner().unwrap().expect("the job ran");
+        assert_ne!(ran_on, driver, "the job ran on the driving thread");
+        let stats = scheduler.last_frame_stats();
+        assert_eq!(stats.jobs, 1);
+        assert!(stats.steals > 0, "a stolen job was not counted: {stats:?}");
+    }
 }
 
 #[test]
