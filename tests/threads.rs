@@ -77,44 +77,56 @@ fn two_workers_use_a_second_thread() {
 
 #[test]
 fn scoped_thread_in_a_job_spawns_into_the_frame() {
+    // The same spawning code runs twice, with batches of different sizes: on the job's own
+    // thread (a worker) and on a scoped thread the job starts (not a worker). Each batch counts
+    // its jobs as spawned by a worker or not, by the thread it sees; the frame's `foreign_jobs`
+    // must agree with that count exactly.
     for workers in [1, 2, 3] {
         let mut scheduler = scheduler(workers);
         let ran = AtomicUsize::new(0);
-        let spawner_was_worker = AtomicUsize::new(0);
+        let spawned_by_worker = AtomicUsize::new(0);
+        let spawned_by_foreign = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let ran = &ran;
-            let spawner_was_worker = &spawner_was_worker;
+            let spawned_by_worker = &spawned_by_worker;
+            let spawned_by_foreign = &spawned_by_foreign;
             frame
                 .spawn(async move {
                     let job_thread = thread::current().id();
+                    let spawn_batch = move |detached: usize| {
+                        let jobs = detached + 5;
+                        if thread::current().id() == job_thread {
+                            spawned_by_worker.fetch_add(jobs, SeqCst);
+                        } else {
+                            spawned_by_foreign.fetch_add(jobs, SeqCst);
+                        }
+                        for _ in 0..detached {
+                            drop(frame.spawn(async move {
+                                yield_now().await;
+                                ran.fetch_add(1, SeqCst);
+                            }));
+                        }
+                        // A counter made on this thread, and counted jobs.
+                        let c = frame.counter();
+                        for _ in 0..5 {
+                            frame.spawn_counted(c, async move {
+                                ran.fetch_add(1, SeqCst);
+                            });
+                        }
+                    };
+                    spawn_batch(3);
                     thread::scope(|s| {
-                        s.spawn(|| {
-                            if thread::current().id() == job_thread {
-                                spawner_was_worker.fetch_add(1, SeqCst);
-                            }
-                            for _ in 0..10 {
-                                drop(frame.spawn(async move {
-                                    yield_now().await;
-                                    ran.fetch_add(1, SeqCst);
-                                }));
-                            }
-                            // A counter made on this thread, and counted jobs.
-                            let c = frame.counter();
-                            for _ in 0..5 {
-                                frame.spawn_counted(c, async move {
-                                    ran.fetch_add(1, SeqCst);
-                                });
-                            }
-                        });
+                        s.spawn(move || spawn_batch(10));
                     });
                 })
                 .await;
         });
-        assert_eq!(ran.load(SeqCst), 15);
-        assert_eq!(spawner_was_worker.load(SeqCst), 0);
+        assert_eq!(spawned_by_worker.load(SeqCst), 3 + 5);
+        assert_eq!(spawned_by_foreign.load(SeqCst), 10 + 5);
+        assert_eq!(ran.load(SeqCst), 8 + 15);
         let stats = scheduler.last_frame_stats();
         assert_eq!(stats.foreign_jobs, 15, "workers {workers}");
-        assert_eq!(stats.jobs, 16);
+        assert_eq!(stats.jobs, 1 + 8 + 15);
     }
 }
 
