@@ -3,13 +3,15 @@
 // `waker.clone().wake()` exercises the clone and the consuming wake on purpose.
 #![allow(clippy::waker_clone_wake)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, mpsc};
 use std::task::{Context, Poll, Waker};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use frame_scheduler::{Scheduler, yield_now};
 use futures::channel::oneshot;
@@ -18,6 +20,58 @@ use futures::{SinkExt, StreamExt};
 mod common;
 
 use common::scheduler;
+
+/// The global allocator, counting the allocations and frees of one thread while [`heap_ops`]
+/// runs a closure on it (nothing else is counted).
+struct CountOnThisThread;
+
+thread_local! {
+    /// (allocations, frees) so far, while counting.
+    static HEAP_OPS: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+}
+
+fn note(allocs: usize, frees: usize) {
+    // `try_with`: the allocator may be called while this thread's locals are torn down.
+    let _ = HEAP_OPS.try_with(|ops| {
+        if let Some((a, f)) = ops.get() {
+            ops.set(Some((a + allocs, f + frees)));
+        }
+    });
+}
+
+// SAFETY: forwards every call to `System` unchanged; only counts on the side.
+unsafe impl GlobalAlloc for CountOnThisThread {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(1, 0);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(0, 1);
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(1, 1);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountOnThisThread = CountOnThisThread;
+
+/// Runs `f` and returns its output with the (allocations, frees) it made on this thread.
+fn heap_ops<R>(f: impl FnOnce() -> R) -> (R, (usize, usize)) {
+    HEAP_OPS.with(|ops| ops.set(Some((0, 0))));
+    let out = f();
+    let ops = HEAP_OPS.with(|ops| ops.take()).expect("counting");
+    (out, ops)
+}
+
+/// What a waker of an orphaned cell may do to the heap: nothing, or free its cell (the last).
+const NOTHING: (usize, usize) = (0, 0);
+const FREES_ITS_CELL: (usize, usize) = (0, 1);
 
 /// Stashes a clone of its waker into `slot` and completes at once.
 struct Stash<'a>(&'a Mutex<Option<Waker>>);
@@ -245,14 +299,72 @@ fn waker_kept_past_frame_end_is_noop_and_never_reaches_next_frames_job() {
         let mut scheduler = scheduler(workers);
         let mut stale = frame_with_parked_job(&mut scheduler, None);
         for _ in 0..20 {
-            // Between frames.
-            stale.wake_by_ref();
-            stale.clone().wake();
+            // Between frames: the cell is orphaned, so waking touches nothing.
+            let ((), ops) = heap_ops(|| {
+                stale.wake_by_ref();
+                stale.clone().wake();
+            });
+            assert_eq!(ops, NOTHING);
             let next = frame_with_parked_job(&mut scheduler, Some(&stale));
-            drop(stale);
+            // The only waker of its cell: dropping it frees the cell.
+            assert_eq!(heap_ops(|| drop(stale)).1, FREES_ITS_CELL);
             stale = next;
         }
     }
+}
+
+/// Runs a frame in which a job (`spawn`), a local job (`spawn_local`) and the root future each
+/// wait in a [`Parked`], while another thread wakes every waker of `stale` (wakers of earlier
+/// frames, whose jobs' memory this frame reuses) both by reference and through a clone, waits,
+/// and only then releases the three. Checks that each had been polled exactly once before the
+/// release (a stale wake that reached one of them would have polled it early), and exactly
+/// twice in all.
+fn frame_with_three_parked(scheduler: &mut Scheduler, stale: &[&Waker], what: &str) {
+    let polls: [AtomicUsize; 3] = Default::default();
+    let slots: [Mutex<Option<Waker>>; 3] = Default::default();
+    let release = AtomicBool::new(false);
+    let parked = |i: usize| Parked {
+        polls: &polls[i],
+        slot: &slots[i],
+        release: &release,
+    };
+    let before_release = thread::scope(|ts| {
+        let waker_thread = ts.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while polls.iter().any(|p| p.load(SeqCst) == 0) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            for &w in stale {
+                w.wake_by_ref();
+                w.clone().wake();
+            }
+            // Time for a wrongly woken job to be polled.
+            thread::sleep(Duration::from_millis(20));
+            let seen = polls.each_ref().map(|p| p.load(SeqCst));
+            release.store(true, SeqCst);
+            for slot in &slots {
+                if let Some(w) = slot.lock().unwrap().take() {
+                    w.wake();
+                }
+            }
+            seen
+        });
+        scheduler.run_frame(async |frame| {
+            let job = frame.spawn(parked(0));
+            let local = frame.spawn_local(parked(1));
+            parked(2).await;
+            job.await;
+            local.await;
+        });
+        waker_thread.join().unwrap()
+    });
+    assert_eq!(
+        before_release,
+        [1, 1, 1],
+        "{what}: a stale waker reached this frame's job, local job or root"
+    );
+    assert_eq!(polls.map(AtomicUsize::into_inner), [2, 2, 2], "{what}");
+    assert_eq!(scheduler.last_frame_stats().jobs, 2, "{what}");
 }
 
 #[test]
@@ -270,46 +382,51 @@ fn waker_kept_past_scheduler_drop_is_noop() {
         let job = job_slot.lock().unwrap().take().unwrap();
         let root = root_slot.lock().unwrap().take().unwrap();
         let local = local_slot.lock().unwrap().take().unwrap();
-        // After the frame, before the scheduler goes.
-        job.wake_by_ref();
-        root.wake_by_ref();
-        local.wake_by_ref();
-        let clones = (job.clone(), root.clone(), local.clone());
-        // The next frame sees none of those wakes.
-        let polls = AtomicUsize::new(0);
-        let slot = Mutex::new(None);
-        let release = AtomicBool::new(true);
-        scheduler.run_frame(async |frame| {
-            frame
-                .spawn(Parked {
-                    polls: &polls,
-                    slot: &slot,
-                    release: &release,
-                })
-                .await;
+        // After the frame, before the scheduler goes: the cells are orphaned, and each waker
+        // still has a twin in `clones`, so nothing is freed.
+        let (clones, ops) = heap_ops(|| {
+            job.wake_by_ref();
+            root.wake_by_ref();
+            local.wake_by_ref();
+            (job.clone(), root.clone(), local.clone())
         });
-        assert_eq!(polls.load(SeqCst), 1);
-        assert_eq!(scheduler.last_frame_stats().jobs, 1);
+        assert_eq!(ops, NOTHING);
+        // The next frame's job, local job and root (in the same memory) see none of their wakes.
+        frame_with_three_parked(
+            &mut scheduler,
+            &[&job, &root, &local],
+            &format!("workers {workers}"),
+        );
         drop(scheduler);
-        // After the scheduler is gone: wake, clone and drop, here and on another thread.
-        job.wake_by_ref();
-        root.wake_by_ref();
-        local.wake_by_ref();
+        // After the scheduler is gone: wake, clone and drop, here and on another thread. The
+        // cells belong to their wakers alone: waking does nothing, and the last waker of each
+        // cell frees it.
+        let ((), ops) = heap_ops(|| {
+            job.wake_by_ref();
+            root.wake_by_ref();
+            local.wake_by_ref();
+        });
+        assert_eq!(ops, NOTHING);
         let t = thread::spawn(move || {
             let (job, root, local) = clones;
-            job.wake_by_ref();
-            job.clone().wake();
-            root.clone().wake();
-            local.wake();
-            drop(root);
-            drop(job);
+            heap_ops(|| {
+                job.wake_by_ref();
+                job.clone().wake();
+                root.clone().wake();
+                local.wake();
+                drop(root);
+                drop(job);
+            })
+            .1
         });
-        t.join().unwrap();
-        job.wake();
-        let root2 = root.clone();
-        drop(root);
-        root2.wake();
-        drop(local);
+        // This thread still holds a waker of every cell.
+        assert_eq!(t.join().unwrap(), NOTHING);
+        assert_eq!(heap_ops(|| job.wake()).1, FREES_ITS_CELL);
+        let (root2, ops) = heap_ops(|| root.clone());
+        assert_eq!(ops, NOTHING);
+        assert_eq!(heap_ops(|| drop(root)).1, NOTHING);
+        assert_eq!(heap_ops(|| root2.wake()).1, FREES_ITS_CELL);
+        assert_eq!(heap_ops(|| drop(local)).1, FREES_ITS_CELL);
     }
 }
 
@@ -353,13 +470,19 @@ fn waker_cloned_on_a_scoped_thread_during_poll_works_and_outlives_frame() {
             });
             assert_eq!(polls.load(SeqCst), 2);
             let w = slot.into_inner().unwrap().unwrap();
-            w.wake_by_ref();
+            // The cell came from the pool of threads that are not workers; it was orphaned
+            // with it at frame end.
+            assert_eq!(heap_ops(|| w.wake_by_ref()).1, NOTHING);
             kept.push(w);
+            // The next frame's jobs reuse the memory of this one's: no kept waker reaches them.
+            let stale: Vec<&Waker> = kept.iter().collect();
+            frame_with_three_parked(&mut scheduler, &stale, &format!("workers {workers}"));
         }
         drop(scheduler);
         for w in kept {
-            w.wake_by_ref();
-            w.wake();
+            assert_eq!(heap_ops(|| w.wake_by_ref()).1, NOTHING);
+            // The only waker of its cell.
+            assert_eq!(heap_ops(|| w.wake()).1, FREES_ITS_CELL);
         }
     }
 }
