@@ -435,6 +435,12 @@ fn many_empty_frames() {
 
 #[test]
 fn small_queue_overflows_into_shared_list() {
+    // The root spawns 2000 jobs in one poll. With one worker no job runs meanwhile, so a queue
+    // of 16 takes jobs 0..16 and jobs 16..2000 must go to the shared overflow list. That list
+    // is a FIFO and the worker's own deque is LIFO, so the order the jobs run in shows where
+    // they were: the overflowed ones run in the order they were spawned (a queue holding them
+    // all would run job 1999 first). With two workers the other worker may make room by
+    // stealing; there every job must still run exactly once.
     for workers in [1, 2] {
         let mut scheduler = Scheduler::builder()
             .workers(workers)
@@ -443,9 +449,16 @@ fn small_queue_overflows_into_shared_list() {
             .build()
             .unwrap();
         for _ in 0..3 {
+            let order = Mutex::new(Vec::with_capacity(2000));
             let sum = scheduler.run_frame(async |frame| {
+                let order = &order;
                 let handles: Vec<_> = (0..2000u64)
-                    .map(|i| frame.spawn(async move { i }))
+                    .map(|i| {
+                        frame.spawn(async move {
+                            order.lock().unwrap().push(i);
+                            i
+                        })
+                    })
                     .collect();
                 let mut sum = 0;
                 for h in handles {
@@ -454,6 +467,23 @@ fn small_queue_overflows_into_shared_list() {
                 sum
             });
             assert_eq!(sum, 1999 * 2000 / 2);
+            let order = order.into_inner().unwrap();
+            let mut ran = order.clone();
+            ran.sort_unstable();
+            assert_eq!(
+                ran,
+                (0..2000).collect::<Vec<_>>(),
+                "each job ran exactly once"
+            );
+            if workers == 1 {
+                let overflowed: Vec<u64> = order.iter().copied().filter(|&i| i >= 16).collect();
+                assert!(
+                    overflowed.iter().copied().eq(16..2000),
+                    "jobs 16.. did not run in the order they were spawned, so they did not all \
+                     go through the shared overflow list; the first of them to run: {:?}",
+                    &overflowed[..12]
+                );
+            }
             let stats = scheduler.last_frame_stats();
             assert_eq!(stats.jobs, 2000);
             // 2000 jobs do not fit in 1 KiB: the arena grew and kept the larger size.
