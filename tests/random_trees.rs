@@ -263,11 +263,21 @@ fn serial_computation_depends_on_every_part_of_the_tree() {
     let mut budget = MAX_NODES;
     let mut tree = generate(&mut rng, 4, &mut budget);
     let before = serial(&tree);
+    // Seed 99 gives the root several children (a generator change that gave it fewer would
+    // make the reversal below change nothing: pick another seed then).
+    assert!(
+        tree.children.len() > 1,
+        "seed 99 gives the root {} children: pick a seed that gives it at least 2",
+        tree.children.len()
+    );
     tree.children.reverse();
-    if tree.children.len() > 1 {
-        assert_ne!(serial(&tree), before);
-    }
+    assert_ne!(serial(&tree), before);
     tree.children.reverse();
+    assert_eq!(serial(&tree), before);
+    // A node deeper down.
+    tree.children[0].seed ^= 1;
+    assert_ne!(serial(&tree), before);
+    tree.children[0].seed ^= 1;
     tree.leaves.push(7);
     tree.leaf_out.push(AtomicU64::new(0));
     assert_ne!(serial(&tree), before);
