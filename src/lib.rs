@@ -29,21 +29,33 @@
 //! ```
 //!
 //! # What the compiler refuses
-//! The frame's safety rests on lifetimes and `Send`; these programs must not compile.
+//! The frame's safety rests on lifetimes and `Send`; these programs must not compile. Each is
+//! followed by the same program with the offending line fixed, which must compile and run, so
+//! that no typo can be what makes a `compile_fail` example fail to compile (only nightly
+//! rustdoc checks the error codes given).
 //!
 //! A job borrowing data that does not outlive `run_frame` (here, a local of the root future):
-//! ```compile_fail
+//! ```compile_fail,E0373
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
-//! scheduler.run_frame(async |frame| {
+//! let out = scheduler.run_frame(async |frame| {
 //!     let local = vec![1, 2, 3];
 //!     frame.spawn(async { local.len() }).await
 //! });
+//! ```
+//! Moved into the job, the data lives as long as the job:
+//! ```
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! let out = scheduler.run_frame(async |frame| {
+//!     let local = vec![1, 2, 3];
+//!     frame.spawn(async move { local.len() }).await
+//! });
+//! assert_eq!(out, 3);
 //! ```
 //! A future that is not `Send` given to `spawn` (use `spawn_local`):
 //! ```compile_fail
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
 //! use std::rc::Rc;
-//! scheduler.run_frame(async |frame| {
+//! let out = scheduler.run_frame(async |frame| {
 //!     frame.spawn(async {
 //!         let rc = Rc::new(1);
 //!         frame_scheduler::yield_now().await;
@@ -51,24 +63,48 @@
 //!     }).await
 //! });
 //! ```
+//! The same future given to `spawn_local` compiles and runs:
+//! ```
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! use std::rc::Rc;
+//! let out = scheduler.run_frame(async |frame| {
+//!     frame.spawn_local(async {
+//!         let rc = Rc::new(1);
+//!         frame_scheduler::yield_now().await;
+//!         *rc
+//!     }).await
+//! });
+//! assert_eq!(out, 1);
+//! ```
 //! A `Counter` escaping its frame:
 //! ```compile_fail
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
-//! let counter = scheduler.run_frame(async |frame| frame.counter());
-//! counter.done();
+//! let out = scheduler.run_frame(async |frame| frame.counter());
+//! ```
+//! Its value may leave the frame:
+//! ```
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! let out = scheduler.run_frame(async |frame| frame.counter().value());
+//! assert_eq!(out, 0);
 //! ```
 //! A `JobHandle` escaping its frame:
 //! ```compile_fail
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
-//! let handle = scheduler.run_frame(async |frame| frame.spawn(async { 1 }));
+//! let out = scheduler.run_frame(async |frame| frame.spawn(async { 1 }));
+//! ```
+//! Its output may leave the frame:
+//! ```
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+//! let out = scheduler.run_frame(async |frame| frame.spawn(async { 1 }).await);
+//! assert_eq!(out, 1);
 //! ```
 //! Two jobs holding `&mut` to the same data:
-//! ```compile_fail
-//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
-//! let mut score = 0;
+//! ```compile_fail,E0499
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+//! let (mut score, mut lives) = (0, 3);
 //! scheduler.run_frame(async |frame| {
 //!     frame.spawn(async { score += 1 });
-//!     frame.spawn(async { score += 1 });
+//!     frame.spawn(async { score -= 1 });
 //! });
 //! ```
 //! The same two jobs on different data compile and run:
