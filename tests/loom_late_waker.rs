@@ -4,11 +4,15 @@
 //! The waker points at a wake cell that targets the root header. The frame ends (cells
 //! orphaned), then the next frame reuses the header (its state is reset to 0). A wake that
 //! reached the header after the orphaning would leave `SCHEDULED` set on the next frame's root.
+//! And whichever lets go of the cell last, its last waker or the pool at frame end, the cell is
+//! freed exactly once: by that waker, or by the pool when it is dropped.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_late_waker`
 #![cfg(loom)]
 
-use frame_scheduler::loom_api::{CellPoolModel, Scheduler};
+use frame_scheduler::loom_api::{CellPoolModel, Scheduler, wake_cells_freed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use loom::sync::Arc;
 use loom::thread;
 
@@ -21,7 +25,13 @@ enum WakerDoes {
 }
 
 fn model(does: WakerDoes) {
+    // Executions in which the pool took the cell back, and in which a waker freed it.
+    let outcomes: std::sync::Arc<[AtomicUsize; 2]> = Default::default();
+    let seen = outcomes.clone();
     loom::model(move || {
+        // Read before any thread starts (so the hook adds no synchronisation between them):
+        // every execution starts from 0.
+        assert_eq!(wake_cells_freed(), 0);
         let sched = Arc::new(Scheduler::new(1));
         let mut pool = CellPoolModel::new();
         let waker = pool.waker_for_root(&sched);
@@ -48,7 +58,27 @@ fn model(does: WakerDoes) {
             0,
             "{does:?}: a late wake reached the next frame"
         );
+        // Every waker is gone. If the last one went after the orphaning, it freed the cell;
+        // otherwise the pool took the cell back, to free it when dropped.
+        let freed_by_wakers = wake_cells_freed();
+        assert!(
+            freed_by_wakers <= 1,
+            "{does:?}: the wakers freed {freed_by_wakers} cells"
+        );
+        seen[freed_by_wakers].fetch_add(1, Relaxed);
+        drop(pool);
+        assert_eq!(
+            wake_cells_freed(),
+            1,
+            "{does:?}: the one cell was not freed exactly once"
+        );
     });
+    // The model reached both ways the cell can end.
+    let [by_pool, by_waker] = outcomes.each_ref().map(|n| n.load(Relaxed));
+    assert!(
+        by_pool > 0 && by_waker > 0,
+        "{does:?}: executions where the pool freed the cell: {by_pool}, a waker: {by_waker}"
+    );
 }
 
 #[test]
