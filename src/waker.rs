@@ -84,6 +84,22 @@ pub(crate) struct WakeCell {
     pub(crate) next: UnsafeCell<*mut WakeCell>,
 }
 
+#[cfg(loom)]
+loom::lazy_static! {
+    /// Wake cells dropped so far in this loom execution (a test hook, read through
+    /// `loom_api::wake_cells_freed`). A plain std atomic, so that counting adds no
+    /// synchronisation to the model.
+    pub(crate) static ref CELLS_FREED: std::sync::atomic::AtomicUsize =
+        std::sync::atomic::AtomicUsize::new(0);
+}
+
+#[cfg(loom)]
+impl Drop for WakeCell {
+    fn drop(&mut self) {
+        CELLS_FREED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl WakeCell {
     fn new() -> WakeCell {
         WakeCell {
