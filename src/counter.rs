@@ -195,8 +195,19 @@ impl CounterInner {
     }
 
     /// Adds one for a job about to be queued.
+    ///
+    /// # Panics
+    /// If the value was `usize::MAX`: the counter is then set to zero and its waiters released
+    /// (as `Counter::add` does on overflow), and the job is not spawned.
     pub(crate) fn increment(&self) {
-        self.value.fetch_add(1, Ordering::Relaxed);
+        if self.value.fetch_add(1, Ordering::Relaxed) == usize::MAX {
+            self.release_all();
+            panic!(
+                "Frame::spawn_counted overflowed its counter, which was at usize::MAX: a count \
+                 of outstanding work this large is a bug; the counter was set to zero and its \
+                 awaiters released"
+            );
+        }
     }
 
     /// Takes one away; wakes the waiters when it reaches zero. `Err` if it was already zero.

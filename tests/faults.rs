@@ -1119,6 +1119,36 @@ fn counter_add_overflow_in_a_job_panics_out_of_run_frame() {
     });
 }
 
+/// Finding 7, the same through `spawn_counted`: its increment of a counter at `usize::MAX`
+/// must not wrap to 0 silently; the panic comes out of `run_frame` and the root waiting on the
+/// counter is released instead of hanging.
+#[test]
+fn spawn_counted_overflow_in_a_job_panics_out_of_run_frame() {
+    within(10, || {
+        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
+        let ran = AtomicBool::new(false);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let ran = &ran;
+            scheduler.run_frame(async |frame| {
+                let c = frame.counter();
+                c.add(usize::MAX);
+                frame.spawn(async move {
+                    frame.spawn_counted(c, async move { ran.store(true, Ordering::SeqCst) })
+                });
+                c.await;
+            })
+        }));
+        let payload = result.expect_err("the overflow must come out of run_frame as a panic");
+        let msg = payload_str(&*payload);
+        assert!(msg.contains("overflowed"), "message: {msg:?}");
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "the job of the overflowing spawn ran"
+        );
+        assert_eq!(scheduler.run_frame(async |f| f.spawn(async { 5 }).await), 5);
+    });
+}
+
 /// A waker that runs the `&dyn Fn()` its data pointer points at, on wake (by value or by
 /// reference); clone copies the pointer, drop does nothing.
 static HOOK_WAKER: RawWakerVTable = RawWakerVTable::new(
