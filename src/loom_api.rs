@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use crate::counter::{Counter, CounterInner};
 use crate::frame::JobHandle;
-use crate::job::state::{AfterPoll, RUNNING, SCHEDULED};
+use crate::job::state::{AfterPoll, POLLED, RUNNING, SCHEDULED};
 use crate::job::{Header, Job, JobKind, JobRef, PollOutcome};
 use crate::sync::Ordering;
 use crate::waker::CellPool;
-use crate::worker::{self, Shared};
+use crate::worker::{self, Counts, Shared};
 
 /// A scheduler's shared state with `workers` workers and no threads.
 pub struct Scheduler {
@@ -66,6 +66,44 @@ impl Scheduler {
     pub fn notify_driver(&self) {
         self.shared.sleep.notify_driver()
     }
+
+    /// Worker `index` counts a job it spawned (`Counts::bump`, as `spawn` does).
+    /// Only the thread playing worker `index` may call it (the counts have one writer).
+    pub fn count_spawned(&self, index: usize) {
+        Counts::bump(&self.shared.workers[index].counts.spawned);
+    }
+
+    /// Worker `index` counts a job it completed (`Counts::bump`, as `complete` does).
+    /// Only the thread playing worker `index` may call it (the counts have one writer).
+    pub fn count_completed(&self, index: usize) {
+        Counts::bump(&self.shared.workers[index].counts.completed);
+    }
+
+    /// The driver's frame-end test: every job spawned so far has completed.
+    pub fn all_jobs_done(&self) -> bool {
+        self.shared.all_jobs_done()
+    }
+
+    /// Worker `index` pushes job number `n` (`n > 0`, never dereferenced while the deque has
+    /// room) onto its own deque through the real push path, which wakes a sleeping thief.
+    ///
+    /// # Safety
+    /// The caller plays worker `index` (the deque's owner), and the deque has room (a full one
+    /// would send the fake job to the injector, which dereferences it).
+    pub unsafe fn push(&self, index: usize, n: usize) {
+        // SAFETY: the caller is worker `index`; with room, the job is only stored, never read.
+        unsafe { self.shared.push(index, job(n)) }
+    }
+
+    /// Another worker steals the oldest job of worker `victim`'s deque.
+    pub fn steal(&self, victim: usize) -> Option<usize> {
+        self.shared.workers[victim].queue.steal().map(number)
+    }
+
+    /// Whether worker `index` could find work now (the check the sleep protocol makes).
+    pub fn has_work(&self, index: usize) -> bool {
+        self.shared.has_work(index)
+    }
 }
 
 /// A bare job header, for the job state machine.
@@ -75,6 +113,7 @@ pub struct JobState {
 
 pub const STATE_SCHEDULED: u32 = SCHEDULED;
 pub const STATE_RUNNING: u32 = RUNNING;
+pub const STATE_POLLED: u32 = POLLED;
 
 impl JobState {
     pub fn new(initial: u32) -> JobState {
