@@ -213,15 +213,20 @@ impl<F: Future> OutputJob<F> {
     }
 }
 
-/// A counter outside any arena.
+/// A counter outside any arena, of a one-worker scheduler that runs no threads (a frame's
+/// counters always point at their scheduler: `Counter::value` compares it with the calling
+/// worker's, and a null one would match a thread that is no worker).
 pub struct CounterModel {
     inner: CounterInner,
+    _sched: Scheduler,
 }
 
 impl CounterModel {
     pub fn new() -> CounterModel {
+        let sched = Scheduler::new(1);
         CounterModel {
-            inner: CounterInner::new(ptr::null()),
+            inner: CounterInner::new(Arc::as_ptr(&sched.shared)),
+            _sched: sched,
         }
     }
     pub fn counter(&self) -> Counter<'_> {

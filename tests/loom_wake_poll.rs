@@ -74,7 +74,10 @@ fn wake_of_a_queued_job_is_seen_by_the_next_poll() {
             (seen, requeue) = m.poll();
             assert!(!requeue, "nobody woke the job again");
         }
-        assert_eq!(seen, 1, "the last poll missed what the waker wrote: wake lost");
+        assert_eq!(
+            seen, 1,
+            "the last poll missed what the waker wrote: wake lost"
+        );
     });
 }
 
