@@ -48,3 +48,27 @@ fn frame_completion_wakes_a_parking_driver() {
         worker.join().unwrap();
     });
 }
+
+/// A worker pushes a job onto its own deque and then blocks (or computes for long) without
+/// running it, while another worker goes to sleep: the sleeper must find the job in its last
+/// check or be woken by the push (`Shared::push`: the deque push, then the strict notify).
+/// Loom reports a deadlock if the sleeper sleeps through it.
+#[test]
+fn own_push_wakes_a_parking_worker() {
+    loom::model(|| {
+        let sched = Arc::new(Scheduler::new(3));
+        let sleeper = {
+            let sched = sched.clone();
+            thread::spawn(move || {
+                // Worker 2: steal from worker 1, or park until there is work.
+                while sched.steal(1).is_none() {
+                    sched.sleep(2, || sched.has_work(2));
+                }
+            })
+        };
+        // Worker 1 pushes its job and then does nothing more: only the sleeper can run it.
+        // SAFETY: this thread plays worker 1, the deque's owner; the deque has room.
+        unsafe { sched.push(1, 1) };
+        sleeper.join().unwrap();
+    });
+}
