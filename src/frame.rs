@@ -177,9 +177,10 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         if ptr::eq(cur.shared, shared) {
             let w = &shared.workers[cur.index];
             // Counted before it is visible anywhere (see worker.rs on frame completion).
-            Counts::bump(&w.counts.spawned);
+            // SAFETY: we are worker `cur.index`, the counters' owner.
+            unsafe { Counts::bump(&w.counts.spawned) };
             // SAFETY: the job was just written, SCHEDULED, and is on no queue; we are worker
-            // `cur.index`.
+            // `cur.index`, the owner of its counters and of its deque.
             unsafe {
                 match kind {
                     JobKind::Local => {

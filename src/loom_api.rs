@@ -69,14 +69,22 @@ impl Scheduler {
 
     /// Worker `index` counts a job it spawned (`Counts::bump`, as `spawn` does).
     /// Only the thread playing worker `index` may call it (the counts have one writer).
-    pub fn count_spawned(&self, index: usize) {
-        Counts::bump(&self.shared.workers[index].counts.spawned);
+    ///
+    /// # Safety
+    /// Only the thread playing worker `index` calls it.
+    pub unsafe fn count_spawned(&self, index: usize) {
+        // SAFETY: the caller plays worker `index`, the counter's owner.
+        unsafe { Counts::bump(&self.shared.workers[index].counts.spawned) };
     }
 
     /// Worker `index` counts a job it completed (`Counts::bump`, as `complete` does).
     /// Only the thread playing worker `index` may call it (the counts have one writer).
-    pub fn count_completed(&self, index: usize) {
-        Counts::bump(&self.shared.workers[index].counts.completed);
+    ///
+    /// # Safety
+    /// Only the thread playing worker `index` calls it.
+    pub unsafe fn count_completed(&self, index: usize) {
+        // SAFETY: the caller plays worker `index`, the counter's owner.
+        unsafe { Counts::bump(&self.shared.workers[index].counts.completed) };
     }
 
     /// The driver's frame-end test: every job spawned so far has completed.
@@ -271,6 +279,11 @@ impl CellPoolModel {
         // SAFETY: the caller's promise.
         unsafe { self.pool.orphan_all() }
     }
+}
+
+/// How many wake cells have been freed so far in this loom execution (each model starts at 0).
+pub fn wake_cells_freed() -> usize {
+    crate::waker::CELLS_FREED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for CellPoolModel {

@@ -18,6 +18,26 @@ pub(crate) use loom::sync::atomic::{
 #[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
+/// Reads a counter that only the calling thread writes: a relaxed load, or under loom an
+/// `unsync_load`, which loom does not count as an access of its own (loom keeps one last
+/// access per atomic, so an owner's load before its store would hide other threads' earlier
+/// loads of the counter and keep loom from exploring their interleavings; loom issue #392).
+///
+/// # Safety
+/// 1. No other thread writes `a`, ever.
+#[inline]
+pub(crate) unsafe fn load_own(a: &AtomicU64) -> u64 {
+    #[cfg(not(loom))]
+    {
+        a.load(Ordering::Relaxed)
+    }
+    #[cfg(loom)]
+    // SAFETY: (1): no write of another thread can race with this read.
+    unsafe {
+        a.unsync_load()
+    }
+}
+
 /// Tells the CPU (or loom's scheduler) that this thread is spinning on another one.
 #[inline]
 pub(crate) fn spin_loop() {

@@ -30,7 +30,7 @@ use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
 use crate::job::{Header, JobKind, JobList, JobRef, PollOutcome};
 use crate::sleep::Sleep;
 use crate::sync::{
-    AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, lock,
+    AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, load_own, lock,
 };
 use crate::waker::{self, CellPool};
 
@@ -98,15 +98,26 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
+    /// Adds 1 (see [`Counts::add`]).
+    ///
+    /// # Safety
+    /// 1. The caller is the worker that owns `counter`.
     #[inline]
-    pub(crate) fn bump(counter: &AtomicU64) {
-        Counts::add(counter, 1);
+    pub(crate) unsafe fn bump(counter: &AtomicU64) {
+        // SAFETY: (1), passed on.
+        unsafe { Counts::add(counter, 1) };
     }
 
-    /// Adds `n`: a plain load and store, as only the owning worker writes these counters.
+    /// Adds `n`: a plain load and a release store, as only the owning worker writes these
+    /// counters.
+    ///
+    /// # Safety
+    /// 1. The caller is the worker that owns `counter`.
     #[inline]
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Release);
+    pub(crate) unsafe fn add(counter: &AtomicU64, n: u64) {
+        // SAFETY: (1): nobody else writes it.
+        let v = unsafe { load_own(counter) };
+        counter.store(v + n, Ordering::Release);
     }
 }
 
@@ -389,7 +400,8 @@ impl Shared {
             if got == 0 {
                 continue;
             }
-            Counts::add(&me.counts.steals, got as u64);
+            // SAFETY: (1): our own counter.
+            unsafe { Counts::add(&me.counts.steals, got as u64) };
             // Run the oldest; the others go onto our own deque, where thieves see them (no job
             // is ever held where an idle worker cannot find it).
             for &job in stolen[1..got].iter().rev().flatten() {
@@ -593,7 +605,8 @@ pub(crate) unsafe fn enqueue(shared: &Shared, job: JobRef) {
 pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // SAFETY: a queued job is live (header invariant 1).
     let h = unsafe { job.header() };
-    Counts::bump(&shared.workers[index].counts.polls);
+    // SAFETY: (1): our own counter.
+    unsafe { Counts::bump(&shared.workers[index].counts.polls) };
     let polled_before = h.transition_to_running();
     // Finished counted jobs held back in this worker's batch are taken off their counter
     // before any poll that could be waiting for them: a job of another counter, or a job
@@ -706,7 +719,8 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
                 unsafe { flush_pending(shared, index) };
             }
         }
-        None => Counts::bump(&shared.workers[index].counts.completed),
+        // SAFETY: (1): our own counter.
+        None => unsafe { Counts::bump(&shared.workers[index].counts.completed) },
     }
 }
 
@@ -742,14 +756,15 @@ pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
         Ok(Err(msg)) => shared.record_panic(Box::new(msg)),
         Err(payload) => shared.record_panic(payload),
     }
-    Counts::add(&w.counts.completed, n as u64);
+    // SAFETY: (1): our own counter.
+    unsafe { Counts::add(&w.counts.completed, n as u64) };
 }
 
 /// If this thread is a worker holding finished jobs of `counter` in its batch, takes them off
 /// the counter now (for [`Counter::value`](crate::Counter::value)).
 pub(crate) fn flush_pending_for(counter: &CounterInner) {
     let cur = current();
-    if !ptr::eq(cur.shared, counter.shared) {
+    if cur.shared.is_null() || !ptr::eq(cur.shared, counter.shared) {
         return;
     }
     // SAFETY: `cur.shared` is the scheduler this thread is a worker of (the thread-local is set
