@@ -57,11 +57,16 @@ impl core::fmt::Debug for Counter<'_> {
 impl<'frame> Counter<'frame> {
     /// The current value. Other threads may change it at any moment.
     ///
-    /// Workers take finished counted jobs off their counter in batches; read from a job, the
+    /// Workers take finished counted jobs off their counter in batches (one read-modify-write
+    /// of the counter's shared line per batch instead of one per job). Read from a job, the
     /// value first takes off the jobs that the reading worker has finished, so a job that
     /// watches its own counter (`while c.value() > 1 { yield_now().await }`) sees its siblings
-    /// finish. Jobs finished on other workers show once those workers flush, which they do
-    /// before any poll that could be waiting for them and whenever they run out of work.
+    /// finish. Jobs finished on other workers show once those workers report them, which they
+    /// do before they poll the root, a job of another counter or a job polled before (one that
+    /// yielded or was woken), when they run out of work, and every 64 jobs. Until then the
+    /// value may be higher than the jobs still running: a job that *blocks its thread* (instead
+    /// of awaiting) holds back its worker's report of the same counter's jobs it finished
+    /// before. To wait for a counter, await it: awaiting is never held back.
     pub fn value(&self) -> usize {
         crate::worker::flush_pending_for(self.inner);
         self.inner.value.load(Ordering::Acquire)
@@ -254,15 +259,16 @@ impl CounterInner {
                     }
                 }
             };
-            if v != 0 {
-                self.notify_all(epoch);
-            }
+            // Every earlier zero released its own waiters, so at `v == 0` nobody should be
+            // left; a misused counter is released all the same, to be sure nothing hangs.
+            self.notify_all(epoch);
             return if v < n { Err(UNDERFLOW) } else { Ok(()) };
         }
     }
 
     /// Misuse: sets the value to zero and releases every waiter, so that nothing hangs on a
-    /// counter whose count can no longer be trusted.
+    /// counter whose count can no longer be trusted. A waker's panic is swallowed: the caller
+    /// panics with the message that says what went wrong.
     fn release_all(&self) {
         let epoch = {
             let _guard = self.lock();
@@ -273,7 +279,12 @@ impl CounterInner {
                 *e
             })
         };
-        self.notify_all(epoch);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.notify_all(epoch))) {
+            // A payload whose own destructor panics aborts, as in std.
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+                core::mem::forget(p);
+            }
+        }
     }
 
     fn lock(&self) -> CounterGuard<'_> {

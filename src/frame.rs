@@ -90,6 +90,10 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// Spawns a job that runs only on the driving thread (the thread inside `run_frame`), so its
     /// future and output need not be `Send`: it may hold an `Rc`.
     ///
+    /// Await a local job; do not block a thread until it has run. The driving thread also runs
+    /// ordinary jobs, and an ordinary job that blocks its thread there waiting for a local job
+    /// (or for the root future) waits for ever: nobody else may run either.
+    ///
     /// # Panics
     /// Unless called from the root future or from another `spawn_local` job: those are the only
     /// code certain to run on the driving thread.
