@@ -196,3 +196,425 @@ fn counter_value_stays_stale_while_a_same_counter_job_blocks_its_worker() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Finding 3: work that only the driving thread can run (the root future, `spawn_local` jobs)
+// is stranded when the driving thread picks up an ordinary job that blocks waiting for it,
+// although other workers are idle. The README allows a job to "block its thread ... while its
+// siblings wait" and says no queued job is hidden from an idle worker; local jobs and the root
+// are hidden from every worker but the driver.
+// ---------------------------------------------------------------------------------------------
+
+/// An ordinary job blocking until a sibling `spawn_local` job has run. Worker 1 is idle the
+/// whole time; the frame only finishes because the job gives up after 300 ms.
+#[test]
+fn ordinary_job_on_the_driver_blocking_for_a_local_sibling_strands_it() {
+    within(30, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let mut stranded = 0;
+        for _ in 0..20 {
+            let flag = AtomicBool::new(false);
+            let saw = scheduler.run_frame(async |frame| {
+                let flag = &flag;
+                let local = frame.spawn_local(async move { flag.store(true, Ordering::SeqCst) });
+                let job = frame.spawn(async move {
+                    spin_until(Duration::from_millis(300), || flag.load(Ordering::SeqCst))
+                });
+                let saw = job.await;
+                local.await;
+                saw
+            });
+            if !saw {
+                stranded += 1;
+            }
+        }
+        assert_eq!(
+            stranded, 0,
+            "in {stranded} of 20 frames a job blocked on the driving thread waiting for a \
+             spawn_local sibling, which no other (idle) worker may run"
+        );
+    });
+}
+
+/// An ordinary job blocking until the root future has gone on past a yield.
+#[test]
+fn ordinary_job_on_the_driver_blocking_for_the_root_strands_it() {
+    within(30, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let mut stranded = 0;
+        for _ in 0..20 {
+            let flag = AtomicBool::new(false);
+            let saw = scheduler.run_frame(async |frame| {
+                let flag = &flag;
+                let job = frame.spawn(async move {
+                    spin_until(Duration::from_millis(300), || flag.load(Ordering::SeqCst))
+                });
+                yield_now().await;
+                flag.store(true, Ordering::SeqCst);
+                job.await
+            });
+            if !saw {
+                stranded += 1;
+            }
+        }
+        assert_eq!(
+            stranded, 0,
+            "in {stranded} of 20 frames a job blocked on the driving thread waiting for the \
+             root future, which only the driving thread may poll, while worker 1 sat idle"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory-safety torture (meant for ASan / valgrind; they pass when nothing is found).
+// ---------------------------------------------------------------------------------------------
+
+/// Wakers cloned in jobs and kept by a thread that outlives every frame and the scheduler,
+/// woken, cloned and dropped concurrently with frame end and with the scheduler's drop.
+#[test]
+fn late_wakers_from_a_thread_outliving_frames_and_the_scheduler() {
+    within(60, || {
+        let bag: Arc<Mutex<Vec<Waker>>> = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let waker_thread = {
+            let (bag, stop) = (Arc::clone(&bag), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let taken: Vec<Waker> = std::mem::take(&mut *bag.lock().unwrap());
+                    for w in taken {
+                        w.wake_by_ref();
+                        let c = w.clone();
+                        n += 1;
+                        if n % 3 == 0 {
+                            c.wake();
+                        } else {
+                            bag.lock().unwrap().push(c);
+                        }
+                        if n % 2 == 0 {
+                            w.wake();
+                        }
+                    }
+                    std::thread::yield_now();
+                }
+            })
+        };
+        for workers in [1, 2, 3] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            for f in 0..150 {
+                let bag = &bag;
+                scheduler.run_frame(async |frame| {
+                    let c = frame.counter();
+                    for i in 0..8 {
+                        frame.spawn_counted(c, async move {
+                            // Hand our waker to the other thread, then wait to be woken once
+                            // (by it, or by ourselves if it is slow).
+                            let mut polled = false;
+                            poll_fn(|cx| {
+                                if polled {
+                                    return Poll::Ready(());
+                                }
+                                polled = true;
+                                bag.lock().unwrap().push(cx.waker().clone());
+                                if (i + f) % 2 == 0 {
+                                    cx.waker().wake_by_ref();
+                                } else {
+                                    bag.lock().unwrap().push(cx.waker().clone());
+                                    cx.waker().clone().wake();
+                                }
+                                Poll::Pending
+                            })
+                            .await;
+                        });
+                    }
+                    // The root's waker too.
+                    let mut polled = false;
+                    poll_fn(|cx| {
+                        if polled {
+                            return Poll::Ready(());
+                        }
+                        polled = true;
+                        bag.lock().unwrap().push(cx.waker().clone());
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
+                    })
+                    .await;
+                    c.await;
+                });
+            }
+            drop(scheduler);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        waker_thread.join().unwrap();
+        bag.lock().unwrap().clear();
+    });
+}
+
+/// An output that, when dropped (by a handle, the completing worker or the frame-end sweep),
+/// drops or awaits handles it holds and spawns jobs that do the same.
+struct Nasty<'f, 'e: 'f> {
+    frame: &'f Frame<'f, 'e>,
+    handles: Vec<JobHandle<'f, Nasty<'f, 'e>>>,
+    depth: u32,
+    drops: &'f AtomicUsize,
+    mode: u32,
+}
+
+impl Drop for Nasty<'_, '_> {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        let frame = self.frame;
+        let drops = self.drops;
+        let depth = self.depth;
+        let mut hs = std::mem::take(&mut self.handles);
+        match self.mode % 4 {
+            0 => drop(hs),
+            1 => {
+                // Move them into a job that drops them on whichever worker runs it.
+                if depth < 3 {
+                    frame.spawn(async move {
+                        yield_now().await;
+                        drop(hs);
+                    });
+                }
+            }
+            2 => {
+                // Await them in a job (may race with the sweep dropping their outputs: the
+                // documented panic is allowed, nothing worse).
+                if depth < 3 {
+                    let h = frame.spawn(async move {
+                        for h in hs.drain(..) {
+                            let _ = futures::FutureExt::catch_unwind(AssertUnwindSafe(h)).await;
+                        }
+                    });
+                    std::mem::forget(h);
+                }
+            }
+            _ => {
+                // Forget some, keep spawning Nasty outputs.
+                for h in hs.drain(..) {
+                    std::mem::forget(h);
+                }
+                if depth < 2 {
+                    let h = frame.spawn(async move {
+                        Nasty { frame, handles: Vec::new(), depth: depth + 1, drops, mode: depth }
+                    });
+                    std::mem::forget(h);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn reentrant_output_destructors_across_the_sweep() {
+    within(120, || {
+        for workers in [1, 2, 3] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            for f in 0..100u32 {
+                let drops = AtomicUsize::new(0);
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    scheduler.run_frame(async |frame| {
+                        let drops = &drops;
+                        let mut all = Vec::new();
+                        for i in 0..6u32 {
+                            let inner: Vec<_> = (0..3u32)
+                                .map(|j| {
+                                    frame.spawn(async move {
+                                        Nasty { frame, handles: Vec::new(), depth: 1, drops, mode: i + j + f }
+                                    })
+                                })
+                                .collect();
+                            all.push(frame.spawn(async move {
+                                yield_now().await;
+                                Nasty { frame, handles: inner, depth: 0, drops, mode: i + f }
+                            }));
+                        }
+                        // Leave some to the sweep, drop some now, await some.
+                        let mut k = 0;
+                        for h in all {
+                            k += 1;
+                            match (k + f) % 3 {
+                                0 => std::mem::forget(h),
+                                1 => drop(h),
+                                _ => drop(h.await),
+                            }
+                        }
+                    })
+                }));
+                if let Err(p) = r {
+                    let msg = payload_str(&*p);
+                    assert!(msg.contains("JobHandle awaited after the end of its frame"), "{msg}");
+                }
+            }
+        }
+    });
+}
+
+/// A handle shared by two jobs and a scoped thread, polled by each with its own waker, and a
+/// boxed counter wait moved between jobs and threads and polled with changing wakers.
+#[test]
+fn handles_and_counter_waits_polled_from_many_places() {
+    within(120, || {
+        for workers in [1, 2, 3] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            for _ in 0..200 {
+                let total = scheduler.run_frame(async |frame| {
+                    let c = frame.counter();
+                    c.add(1);
+                    let target = frame.spawn(async {
+                        for _ in 0..3 {
+                            yield_now().await;
+                        }
+                        41u64
+                    });
+                    let shared: Arc<Mutex<Option<JobHandle<'_, u64>>>> =
+                        Arc::new(Mutex::new(Some(target)));
+                    let wait = Arc::new(Mutex::new(Some(Box::pin(c.into_future()))));
+                    let got = Arc::new(AtomicUsize::new(0));
+                    let mut pollers = Vec::new();
+                    for k in 0..3 {
+                        let (shared, wait, got) =
+                            (Arc::clone(&shared), Arc::clone(&wait), Arc::clone(&got));
+                        pollers.push(frame.spawn(async move {
+                            poll_fn(|cx| {
+                                let mut g = shared.lock().unwrap();
+                                let mut w = wait.lock().unwrap();
+                                if let Some(ww) = w.as_mut() {
+                                    if ww.as_mut().poll(cx).is_ready() {
+                                        *w = None;
+                                    }
+                                }
+                                match g.as_mut() {
+                                    None => Poll::Ready(()),
+                                    Some(h) => match Pin::new(h).poll(cx) {
+                                        Poll::Ready(v) => {
+                                            got.fetch_add(v as usize + k - k, Ordering::SeqCst);
+                                            *g = None;
+                                            Poll::Ready(())
+                                        }
+                                        Poll::Pending => {
+                                            if k == 2 {
+                                                // Poll again with a foreign waker from a
+                                                // scoped thread, replacing ours.
+                                                let mut taken = w.take();
+                                                std::thread::scope(|s| {
+                                                    s.spawn(|| {
+                                                        let noop = futures::task::noop_waker();
+                                                        let mut cx2 = Context::from_waker(&noop);
+                                                        if let Some(ww) = taken.as_mut() {
+                                                            if ww.as_mut().poll(&mut cx2).is_ready() {
+                                                                taken = None;
+                                                            }
+                                                        }
+                                                    });
+                                                });
+                                                *w = taken;
+                                            }
+                                            // Single-waker futures polled by several tasks:
+                                            // the last registration wins, so keep polling.
+                                            cx.waker().wake_by_ref();
+                                            Poll::Pending
+                                        }
+                                    },
+                                }
+                            })
+                            .await;
+                        }));
+                    }
+                    yield_now().await;
+                    c.done();
+                    for p in pollers {
+                        p.await;
+                    }
+                    // Drop whatever wait is left (it may be registered).
+                    wait.lock().unwrap().take();
+                    got.load(Ordering::SeqCst)
+                });
+                assert_eq!(total, 41);
+            }
+        }
+    });
+}
+
+/// Handles and counter waits leaked (mem::forget, Box::leak) with foreign and job wakers
+/// registered, frame after frame.
+#[test]
+fn leaked_registered_handles_and_waits_across_frames() {
+    within(60, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        for _ in 0..300 {
+            scheduler.run_frame(async |frame| {
+                let c = frame.counter();
+                c.add(1);
+                let h = frame.spawn(async {
+                    yield_now().await;
+                    vec![1u8; 16]
+                });
+                let leaker = frame.spawn(async move {
+                    let mut h = h;
+                    let mut w = Box::pin(c.into_future());
+                    poll_fn(|cx| {
+                        let _ = Pin::new(&mut h).poll(cx);
+                        let _ = w.as_mut().poll(cx);
+                        Poll::Ready(())
+                    })
+                    .await;
+                    // Registered with this job's waker; both leaked.
+                    std::mem::forget(h);
+                    let _: &mut _ = Box::leak(Box::new(w));
+                    let mut w2 = Box::pin(c.into_future());
+                    let noop = futures::task::noop_waker();
+                    let _ = w2.as_mut().poll(&mut Context::from_waker(&noop));
+                    std::mem::forget(w2);
+                });
+                leaker.await;
+                c.done();
+            });
+        }
+    });
+}
+
+/// Scoped threads spawning through `&Frame` (the foreign path), awaiting handles and counters
+/// with `block_on`, spawning counted jobs, and reading counters.
+#[test]
+fn scoped_threads_spawning_and_blocking_on_handles() {
+    within(120, || {
+        for workers in [2, 3] {
+            let mut scheduler = Scheduler::builder().workers(workers).queue_capacity(16).build().unwrap();
+            for _ in 0..100 {
+                let sum = AtomicUsize::new(0);
+                scheduler.run_frame(async |frame| {
+                    let sum = &sum;
+                    let c = frame.counter();
+                    let outer = frame.spawn(async move {
+                        std::thread::scope(|s| {
+                            for t in 0..3usize {
+                                s.spawn(move || {
+                                    let hs: Vec<_> = (0..20usize)
+                                        .map(|i| frame.spawn(async move { i * t }))
+                                        .collect();
+                                    for _ in 0..10 {
+                                        frame.spawn_counted(c, async move {
+                                            sum.fetch_add(1, Ordering::Relaxed);
+                                        });
+                                    }
+                                    let mut acc = 0;
+                                    for h in hs {
+                                        acc += futures::executor::block_on(h);
+                                    }
+                                    let _ = c.value();
+                                    sum.fetch_add(acc, Ordering::Relaxed);
+                                });
+                            }
+                        });
+                    });
+                    outer.await;
+                    c.await;
+                });
+                assert_eq!(sum.load(Ordering::Relaxed), 3 * 10 + (0 + 1 + 2) * 190);
+            }
+        }
+    });
+}
