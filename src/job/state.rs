@@ -29,7 +29,7 @@
 //! | + DONE (│PANICKED) | the completing worker (RMW), unless DETACHED was already set | the handle missing the output |
 //! | + DETACHED         | the `JobHandle` on drop (RMW), or set at spawn (no handle) | output dropped twice or never: whoever comes second drops it |
 //! | + LOCKED / AWAITER | the handle's poll, the completer       | the awaiter's waker lost or torn  |
-//! | + TAKEN            | whoever consumes the output            | the frame-end sweep dropping it again |
+//! | + TAKEN            | the handle's poll, a dropped handle, the frame-end sweep (`fetch_or`): only the one that sets it touches the output | an output moved or dropped twice (a handle can live into the sweep, kept by another output's destructor) |
 
 /// Scheduling word: queued, or must be queued again when the current poll ends.
 pub(crate) const SCHEDULED: u32 = 1 << 0;
@@ -46,7 +46,8 @@ pub(crate) const DONE: u32 = 1 << 0;
 pub(crate) const PANICKED: u32 = 1 << 1;
 /// Handle word: nobody will take the output: the handle was dropped, or there never was one.
 pub(crate) const DETACHED: u32 = 1 << 2;
-/// Handle word: the output was moved out or dropped; the frame-end sweep must leave it alone.
+/// Handle word: the output is claimed (moved out or dropped by whoever set this bit first);
+/// everyone else must leave it alone.
 pub(crate) const TAKEN: u32 = 1 << 3;
 /// Handle word: the awaiter slot holds a waker.
 pub(crate) const AWAITER: u32 = 1 << 4;
