@@ -458,3 +458,53 @@ fn frame_waiting_on_a_plain_thread_parks_and_wakes_promptly() {
         }
     });
 }
+
+/// Wakes that arrive while the driver or a worker is parking, at every phase: the root awaits
+/// a oneshot sent by a plain thread after a delay sweeping 0 to 400 µs, then a job on the
+/// background worker that completes after such a delay, then a job woken from a plain thread
+/// after such a delay. No wake may be lost (each waits < 1 s; a lost one waits for ever).
+#[test]
+fn wakes_at_every_parking_phase_are_not_lost() {
+    let frames: u64 = std::env::var("REVIEW_F_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1500);
+    within(120, move || {
+        for workers in [1, 2, 3] {
+            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+            for frame_no in 0..frames {
+                let delay = Duration::from_nanos(frame_no * 277 % 400_000);
+                let spin = move || {
+                    let t = Instant::now();
+                    while t.elapsed() < delay {
+                        std::hint::spin_loop();
+                    }
+                };
+                let start = Instant::now();
+                scheduler.run_frame(async |frame| {
+                    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+                    let t = std::thread::spawn(move || {
+                        spin();
+                        let _ = tx.send(());
+                    });
+                    rx.await.unwrap();
+                    t.join().unwrap();
+                    frame.spawn(async move { spin() }).await;
+                    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+                    let h = frame.spawn(async move { rx.await.unwrap() });
+                    let t = std::thread::spawn(move || {
+                        spin();
+                        let _ = tx.send(());
+                    });
+                    h.await;
+                    t.join().unwrap();
+                });
+                let took = start.elapsed();
+                assert!(
+                    took < Duration::from_secs(1),
+                    "workers({workers}), frame {frame_no} (delay {delay:?}): took {took:?}"
+                );
+            }
+        }
+    });
+}
