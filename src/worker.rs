@@ -149,9 +149,9 @@ pub(crate) struct Search {
 /// A worker takes finished counted jobs off their counter in one `fetch_sub` per this many.
 const PENDING_MAX: usize = 64;
 
-/// Every this many looks for work, a worker checks the shared FIFO, then the oldest job of its
-/// own deque, before the newest.
-const INJECTOR_EVERY: u32 = 32;
+/// Every this many looks for work, a worker tries all of its sources in a rotating order before
+/// its usual newest-first order (see [`Shared::find_work`]).
+const FAIR_EVERY: u32 = 32;
 
 /// Arena and wake cells for threads that are not workers (scoped threads holding `&Frame`).
 #[derive(Debug)]
@@ -337,19 +337,27 @@ impl Shared {
             (*l).ticks = (*l).ticks.wrapping_add(1);
             (*l).ticks
         });
-        // Fairness, so that no queue starves another whatever yields around it: now and then
-        // the shared FIFO comes first (jobs there, yielded ones, overflow, foreign wakes, are
-        // not starved by a worker whose own deque keeps refilling), and the driver takes its
-        // local jobs before its own deque only every other look (a local job that yields
-        // re-queues at once and would otherwise keep the deque's jobs waiting for ever).
-        if tick % INJECTOR_EVERY == 0 {
-            if let Some(job) = self.pop_injected() {
-                return Some(job);
-            }
-            // And our own oldest job, from the thieves' end: jobs that keep waking each other
-            // at the LIFO end would otherwise keep the ones below them waiting for ever.
-            if let Some(job) = me.queue.steal() {
-                return Some(job);
+        // Fairness, so that no queue starves another whatever yields and wakes around it. A
+        // yielding job goes back to the shared FIFO and a woken one to the newest end of its
+        // worker's deque, so some of a worker's sources may never run dry. Every
+        // `FAIR_EVERY` looks, the worker therefore tries every source in a rotating order: the
+        // shared FIFO (overflow, yields, foreign wakes), its own oldest job (below jobs that
+        // keep waking each other at the newest end), and the other workers' deques (a job
+        // there may be what a blocked worker waits for). Each source comes first once in
+        // `3 * FAIR_EVERY` looks. And the driver takes its local jobs before its own deque
+        // only every other look (a local job that yields re-queues at once).
+        if tick % FAIR_EVERY == 0 {
+            let phase = tick / FAIR_EVERY;
+            for k in 0..3 {
+                let job = match (phase + k) % 3 {
+                    0 => self.pop_injected(),
+                    1 => me.queue.steal(),
+                    // SAFETY: (1).
+                    _ => unsafe { self.steal_from_others(index) },
+                };
+                if job.is_some() {
+                    return job;
+                }
             }
         }
         let local_first = index == 0 && tick % 2 == 0;
@@ -370,6 +378,17 @@ impl Shared {
         if let Some(job) = self.pop_injected() {
             return Some(job);
         }
+        // SAFETY: (1).
+        unsafe { self.steal_from_others(index) }
+    }
+
+    /// Steals from the other workers' deques, starting after `index`; see [`Shared::find_work`]
+    /// on patience.
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    unsafe fn steal_from_others(&self, index: usize) -> Option<JobRef> {
+        let me = &self.workers[index];
         let n = self.workers.len();
         for k in 1..n {
             let v = (index + k) % n;
