@@ -402,8 +402,7 @@ fn foreign_spawns_and_wakes_reach_parked_workers() {
                         });
                     });
                     h.await;
-                    let m = *lat_r.lock().unwrap();
-                    m
+                    *lat_r.lock().unwrap()
                 });
                 assert!(
                     max_lat < Duration::from_millis(500),
