@@ -184,8 +184,13 @@ impl Deque {
     /// thief may never claim past what it has just seen (crossbeam-deque does the same for
     /// LIFO owners).
     ///
-    /// Steals nothing unless the deque holds at least `min_len` jobs.
-    pub(crate) fn steal_batch(&self, out: &mut [Option<JobRef>; BATCH], min_len: usize) -> usize {
+    /// Steals nothing unless the deque holds at least `min_len` jobs, and at most `max`.
+    pub(crate) fn steal_batch(
+        &self,
+        out: &mut [Option<JobRef>; BATCH],
+        min_len: usize,
+        max: usize,
+    ) -> usize {
         let mut t = self.top.load(Ordering::Acquire);
         fence(Ordering::SeqCst);
         let b = self.bottom.load(Ordering::Acquire);
@@ -193,7 +198,7 @@ impl Deque {
         if len <= 0 || (len as usize) < min_len {
             return 0;
         }
-        let want = (len as usize).div_ceil(2).min(BATCH);
+        let want = (len as usize).div_ceil(2).min(BATCH).min(max);
         let mut n = 0;
         while n < want {
             if n > 0 {

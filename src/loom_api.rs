@@ -334,7 +334,9 @@ impl DequeModel {
     /// A batch steal (up to half, at most `BATCH`), from a deque holding at least `min_len`.
     pub fn steal_batch(&self, min_len: usize) -> Vec<usize> {
         let mut out = [None; crate::deque::BATCH];
-        let n = self.deque.steal_batch(&mut out, min_len);
+        let n = self
+            .deque
+            .steal_batch(&mut out, min_len, crate::deque::BATCH);
         out.iter()
             .take(n)
             .map(|j| number(j.expect("stolen")))

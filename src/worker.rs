@@ -352,8 +352,10 @@ impl Shared {
                 let job = match (phase + k) % 3 {
                     0 => self.pop_injected(),
                     1 => me.queue.steal(),
+                    // One job, for liveness: stealing batches here, while our own deque has
+                    // work, would move jobs across cores for nothing.
                     // SAFETY: (1).
-                    _ => unsafe { self.steal_from_others(index) },
+                    _ => unsafe { self.steal_from_others(index, 1) },
                 };
                 if job.is_some() {
                     return job;
@@ -379,15 +381,15 @@ impl Shared {
             return Some(job);
         }
         // SAFETY: (1).
-        unsafe { self.steal_from_others(index) }
+        unsafe { self.steal_from_others(index, BATCH) }
     }
 
-    /// Steals from the other workers' deques, starting after `index`; see [`Shared::find_work`]
-    /// on patience.
+    /// Steals up to `max` jobs from the other workers' deques, starting after `index`; runs the
+    /// first and pushes the others onto our own deque. See [`Shared::find_work`] on patience.
     ///
     /// # Safety
     /// 1. The caller is worker `index`.
-    unsafe fn steal_from_others(&self, index: usize) -> Option<JobRef> {
+    unsafe fn steal_from_others(&self, index: usize, max: usize) -> Option<JobRef> {
         let me = &self.workers[index];
         let n = self.workers.len();
         for k in 1..n {
@@ -415,7 +417,7 @@ impl Shared {
             });
             let Some(min_len) = min_len else { continue };
             let mut stolen = [None; BATCH];
-            let got = victim.steal_batch(&mut stolen, min_len);
+            let got = victim.steal_batch(&mut stolen, min_len, max);
             if got == 0 {
                 continue;
             }
