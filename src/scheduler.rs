@@ -127,7 +127,7 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Starts the worker threads.
+    /// Starts the worker threads, and returns once every one of them is running.
     ///
     /// ```
     /// let err = frame_scheduler::Scheduler::builder().workers(0).build().unwrap_err();
@@ -210,8 +210,12 @@ impl SchedulerBuilder {
             next_index: 0,
             stats: FrameStats::default(),
         };
+        // `build` returns once every worker thread is running: the first frame starts with all
+        // of them, and the threads' own start-up (which allocates) is over before it.
+        let started = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
         for index in 1..workers {
             let shared = Arc::clone(&scheduler.shared);
+            let started = Arc::clone(&started);
             let core = cores.get(index).copied();
             let spawned = std::thread::Builder::new()
                 .name(format!("frame-worker-{index}"))
@@ -219,6 +223,12 @@ impl SchedulerBuilder {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
+                    {
+                        let (count, cv) = &*started;
+                        *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                        cv.notify_all();
+                    }
+                    drop(started);
                     worker::main_loop(&shared, index);
                 });
             match spawned {
@@ -232,6 +242,12 @@ impl SchedulerBuilder {
                 }
             }
         }
+        let (count, cv) = &*started;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n < workers - 1 {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(n);
         Ok(scheduler)
     }
 }
