@@ -318,7 +318,9 @@ impl Shared {
         self.sleep.notify_one_strict(index);
     }
 
-    /// Finds the next job for worker `index`: (driver: local jobs), own queue, injector, steal.
+    /// Finds the next job for worker `index`: its own deque's newest job, (for the driver, its
+    /// local jobs), the shared FIFO, then the other workers' deques; and every [`FAIR_EVERY`]
+    /// looks a fair round first (see the comment inside).
     ///
     /// Thieves are patient with a victim's last job: they take it only if the victim's deque
     /// looked exactly the same at their previous look and its owner has started no poll since
