@@ -62,8 +62,10 @@ impl Default for Scheduler {
     }
 }
 
-/// Configures a [`Scheduler`]. Made by [`Scheduler::builder`].
+/// Configures a [`Scheduler`]. Made by [`Scheduler::builder`]; nothing happens until
+/// [`build`](SchedulerBuilder::build).
 #[derive(Debug, Clone)]
+#[must_use = "a SchedulerBuilder does nothing until build() is called"]
 pub struct SchedulerBuilder {
     workers: Option<usize>,
     arena_capacity: usize,
@@ -128,6 +130,13 @@ impl SchedulerBuilder {
     }
 
     /// Starts the worker threads, and returns once every one of them is running.
+    ///
+    /// # Errors
+    /// A [`BuildError`] whose message says what to change when a setting is out of range
+    /// (`workers` 0 or above [`MAX_WORKERS`], `arena_capacity` below 1 KiB, `queue_capacity`
+    /// below 16 or above 2^24), when `pin_threads(true)` asks for more cores than the process
+    /// has, when the memory for the arenas or queues cannot be allocated, or when the operating
+    /// system refuses to start a thread.
     ///
     /// ```
     /// let err = frame_scheduler::Scheduler::builder().workers(0).build().unwrap_err();
