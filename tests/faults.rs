@@ -13,29 +13,8 @@ use std::time::{Duration, Instant};
 
 use frame_scheduler::{Frame, JobHandle, Scheduler, yield_now};
 
-/// Runs `f` on its own thread and fails the test if it has not finished within `secs`.
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let out = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => match t.join().unwrap() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(_) => panic!("did not finish within {secs} s: the frame hangs"),
-    }
-}
-
-fn payload_str(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
+mod common;
+use common::{payload_str, wait_until, within};
 
 static WAKE_PANICS: RawWakerVTable = RawWakerVTable::new(
     |p| RawWaker::new(p, &WAKE_PANICS),
@@ -326,18 +305,6 @@ fn job_spawned_before_inline_work_runs_on_another_worker() {
 /// Polls a future once with a waker that does nothing.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     Pin::new(f).poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
-}
-
-/// Spins (politely) until `cond` holds or `timeout` passes; returns whether it held.
-fn wait_until(timeout: Duration, cond: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
 }
 
 /// An output whose every drop is counted.

@@ -12,45 +12,12 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use frame_scheduler::{Frame, JobHandle, Scheduler, yield_now};
 
-/// Runs `f` on its own thread and fails the test if it has not finished within `secs`.
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let out = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => match t.join().unwrap() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(_) => panic!("did not finish within {secs} s: the frame hangs"),
-    }
-}
-
-fn payload_str(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
-}
-
-/// Spins (yielding the thread) until `cond` or `timeout`; returns whether `cond` held.
-fn spin_until(timeout: Duration, cond: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
-}
+mod common;
+use common::{payload_str, wait_until, within};
 
 // ---------------------------------------------------------------------------------------------
 // Finding 1: `spawn_counted` increments the counter with an unchecked `fetch_add`: at
@@ -549,7 +516,7 @@ fn overflow_path_with_blocking_jobs_and_nested_spawns() {
                         let flag = Arc::new(AtomicBool::new(false));
                         let f2 = Arc::clone(&flag);
                         let blocker = frame.spawn(async move {
-                            spin_until(Duration::from_secs(5), || f2.load(Ordering::SeqCst))
+                            wait_until(Duration::from_secs(5), || f2.load(Ordering::SeqCst))
                         });
                         for _ in 0..100 {
                             frame.spawn(async {});

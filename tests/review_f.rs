@@ -3,42 +3,15 @@
 //! runnable job runs within bounded time. Jobs that could wait for ever give up after a
 //! deadline, so a failure is an assertion, not a hang; a watchdog backs that up.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use frame_scheduler::{Scheduler, yield_now};
+
+mod common;
+use common::{wait_until, within};
 use futures::StreamExt;
 use futures::channel::mpsc;
-
-/// Runs `f` on its own thread and fails the test if it has not finished within `secs`.
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let out = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => match t.join().unwrap() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(_) => panic!("did not finish within {secs} s: the frame hangs"),
-    }
-}
-
-/// Spins (politely) until `cond` holds or `timeout` passes; returns whether it held.
-fn wait_until(timeout: Duration, cond: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::yield_now();
-    }
-    true
-}
 
 /// How long a job that waits for a starved sibling keeps trying before it gives up.
 const GIVE_UP: Duration = Duration::from_secs(3);

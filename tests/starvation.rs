@@ -2,32 +2,13 @@
 //! each other on one worker, at the LIFO end of its deque, do not starve the jobs below them.
 //! Each test runs under a watchdog that fails it instead of hanging.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc;
 
 mod common;
-use common::scheduler;
-
-/// Runs `f` on its own thread and fails the test if it has not finished within `secs`.
-fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::thread::spawn(move || {
-        let out = catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(());
-        out
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => match t.join().unwrap() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(_) => panic!("did not finish within {secs} s: the frame hangs"),
-    }
-}
+use common::{scheduler, within};
 
 /// Two jobs play ping-pong through channels until a third job, queued before them on the same
 /// single worker, has run. Each wake pushes the other job onto the LIFO end of the deque; the
