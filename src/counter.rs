@@ -248,11 +248,8 @@ impl CounterInner {
                     .value
                     .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
                 {
-                    // SAFETY: we hold the lock (invariant 1).
-                    Ok(_) => self.epoch.with_mut(|e| unsafe {
-                        *e = (*e).wrapping_add(1);
-                        *e
-                    }),
+                    // SAFETY: we hold the lock.
+                    Ok(_) => unsafe { self.bump_epoch() },
                     Err(actual) => {
                         v = actual;
                         continue;
@@ -273,18 +270,24 @@ impl CounterInner {
         let epoch = {
             let _guard = self.lock();
             self.value.store(0, Ordering::Release);
-            // SAFETY: we hold the lock (invariants 1 and 4).
-            self.epoch.with_mut(|e| unsafe {
-                *e = (*e).wrapping_add(1);
-                *e
-            })
+            // SAFETY: we hold the lock.
+            unsafe { self.bump_epoch() }
         };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.notify_all(epoch))) {
-            // A payload whose own destructor panics aborts, as in std.
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-                core::mem::forget(p);
-            }
+            crate::job::raw::drop_quietly(payload);
         }
+    }
+
+    /// Counts a zero just reached (invariant 4) and returns its epoch.
+    ///
+    /// # Safety
+    /// 1. The lock is held, and the value has just been set to zero under it.
+    unsafe fn bump_epoch(&self) -> usize {
+        // SAFETY: (1): `epoch` is guarded by the lock (invariant 1).
+        self.epoch.with_mut(|e| unsafe {
+            *e = (*e).wrapping_add(1);
+            *e
+        })
     }
 
     fn lock(&self) -> CounterGuard<'_> {

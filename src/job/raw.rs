@@ -134,7 +134,7 @@ unsafe fn poll<F: Future>(header: NonNull<Header>, cx: &mut Context<'_>) -> Poll
 }
 
 /// Drops a value whose destructor might panic, swallowing that panic (the frame already has one).
-fn drop_quietly<T>(value: T) {
+pub(crate) fn drop_quietly<T>(value: T) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(value))) {
         // A panic payload whose own destructor panics aborts, as in std.
         mem::forget(payload);
