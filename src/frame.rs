@@ -5,6 +5,7 @@
 //! `run_frame` call. A spawned job is written into the bump arena of the worker thread that
 //! spawns it, and its [`JobHandle`] is a pointer to it.
 
+use core::alloc::Layout;
 use core::future::Future;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
@@ -126,7 +127,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 
     /// Makes a new counter at 0 in this frame's arena.
     pub fn counter(&'frame self) -> Counter<'frame> {
-        let inner = self.alloc(CounterInner::new(self.shared));
+        let inner = self.alloc_raw(CounterInner::new(self.shared));
         // SAFETY: arena memory lives until frame end, which `'frame` cannot outlive.
         let inner = unsafe { inner.as_ref() };
         Counter { inner }
@@ -143,20 +144,30 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     }
 
     /// Writes a value into the arena of the calling thread (its worker's, or the foreign arena).
-    fn alloc<T>(&self, value: T) -> NonNull<T> {
+    fn alloc_raw<T>(&self, value: T) -> NonNull<T> {
         self.alloc_for(worker::current(), value)
     }
 
-    /// [`Frame::alloc`] for a caller that already knows which thread it is on.
+    /// [`Frame::alloc_raw`] for a caller that already knows which thread it is on.
     fn alloc_for<T>(&self, cur: worker::Current, value: T) -> NonNull<T> {
+        let p = self.alloc_layout_for(cur, Layout::new::<T>()).cast::<T>();
+        // SAFETY: fresh room for a `T`.
+        unsafe { p.as_ptr().write(value) };
+        p
+    }
+
+    /// Room for `layout` in the arena of the calling thread, valid until the frame ends.
+    #[inline]
+    pub(crate) fn alloc_layout_for(&self, cur: worker::Current, layout: Layout) -> NonNull<u8> {
         let shared = self.shared;
         if ptr::eq(cur.shared, shared) {
-            // SAFETY: we are worker `cur.index` (Shared invariant 1).
+            // SAFETY: we are worker `cur.index` (Shared invariant 1), and no other reference to
+            // our local state is held across this call (user code does not run inside it).
             shared.workers[cur.index]
                 .local
-                .with_mut(|l| NonNull::from(unsafe { (*l).arena.alloc(value) }))
+                .with_mut(|l| unsafe { (*l).arena.alloc_layout(layout, &shared.pool) })
         } else {
-            NonNull::from(shared.foreign().arena.alloc(value))
+            shared.foreign().arena.alloc_layout(layout, &shared.pool)
         }
     }
 

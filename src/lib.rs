@@ -132,6 +132,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+mod arena;
 mod counter;
 mod deque;
 mod frame;
@@ -139,6 +140,7 @@ mod job;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_api;
+mod memory;
 mod scheduler;
 mod sleep;
 mod stats;
@@ -148,6 +150,7 @@ mod worker;
 
 pub use counter::{Counter, CounterWait};
 pub use frame::{Frame, JobHandle, yield_now};
+pub use memory::{FrameVec, FrameVecIntoIter};
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
 pub use stats::FrameStats;
 

@@ -33,11 +33,12 @@ impl Scheduler {
                 let states = (0..workers)
                     .map(|_| {
                         crossbeam_utils::CachePadded::new(
-                            worker::Worker::try_new(1024, 16, workers).expect("a small worker"),
+                            worker::Worker::try_new(None, 16, workers).expect("a small worker"),
                         )
                     })
                     .collect();
-                Shared::new(states, this.as_ptr())
+                let pool = crate::arena::Pool::try_new(4096, 1).expect("a small pool");
+                Shared::new(states, pool, this.as_ptr())
             }),
         }
     }

@@ -69,8 +69,11 @@ impl Default for Scheduler {
 pub struct SchedulerBuilder {
     workers: Option<usize>,
     arena_capacity: usize,
+    arena_block_size: usize,
+    arena_trim_after: usize,
     queue_capacity: usize,
     pin_threads: bool,
+    stack_size: Option<usize>,
 }
 
 /// Why a [`SchedulerBuilder`] could not build: the message says what to change.
@@ -96,6 +99,10 @@ impl BuildError {
 /// The most workers a scheduler accepts.
 pub const MAX_WORKERS: usize = 1024;
 const MIN_ARENA: usize = 1024;
+const MIN_BLOCK: usize = 4 * 1024;
+const MAX_BLOCK: usize = 256 * 1024 * 1024;
+const MAX_TRIM_AFTER: usize = 1 << 16;
+const MIN_STACK: usize = 64 * 1024;
 const MIN_QUEUE: usize = 16;
 
 impl SchedulerBuilder {
@@ -107,10 +114,48 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Bytes each worker's arena reserves up front (it grows if a frame needs more, then keeps
-    /// the larger size). Default 256 KiB; at least 1 KiB.
+    /// Bytes of frame memory each worker reserves when the scheduler is built: its first
+    /// block, of this size or [`arena_block_size`](Self::arena_block_size), whichever is larger.
+    /// Frames that need more take blocks from the shared pool (or the system); memory the
+    /// recent frames did not need is given back (see
+    /// [`arena_trim_after`](Self::arena_trim_after)). Default 256 KiB; at least 1 KiB.
     pub fn arena_capacity(mut self, bytes: usize) -> Self {
         self.arena_capacity = bytes;
+        self
+    }
+
+    /// Bytes of one arena block. Workers bump-allocate jobs and frame values into a block of
+    /// their own and take another from a shared pool when it is full (one lock per block); at
+    /// frame end all of them but one per worker go back to the pool. An allocation bigger than
+    /// a quarter of a block gets a chunk of its own.
+    ///
+    /// Default 256 KiB: the pool lock is then taken once per about 2 000 small jobs, so it
+    /// never shows on the spawn path, while the memory every worker keeps for itself between
+    /// frames (one block) stays at 16 MiB on 64 workers; and futures up to 64 KiB still share
+    /// blocks. Must be 4 KiB to 256 MiB.
+    pub fn arena_block_size(mut self, bytes: usize) -> Self {
+        self.arena_block_size = bytes;
+        self
+    }
+
+    /// How many frames back the pool looks when it gives memory back: at the end of every
+    /// frame, free blocks beyond 1.5 × the largest use (`FrameStats::arena_bytes`) of the last
+    /// `frames` frames are returned to the system. So a spike's memory is returned `frames`
+    /// frames after it, and steady frames never allocate. Default 120 (two seconds at 60 fps);
+    /// must be 1 to 65 536.
+    pub fn arena_trim_after(mut self, frames: usize) -> Self {
+        self.arena_trim_after = frames;
+        self
+    }
+
+    /// Stack bytes of each background worker thread. A job's future is written into the arena
+    /// straight from where its caller built it, so spawning needs no stack beyond the caller's
+    /// own copy; but a future is built on the stack of whoever spawns it, so the stack must
+    /// hold the largest future a job spawns (plus that job's own work). Default: Rust's default
+    /// for spawned threads (2 MiB unless `RUST_MIN_STACK` says otherwise), enough for futures
+    /// of about 1 MiB. At least 64 KiB.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
         self
     }
 
@@ -133,8 +178,9 @@ impl SchedulerBuilder {
     ///
     /// # Errors
     /// A [`BuildError`] whose message says what to change when a setting is out of range
-    /// (`workers` 0 or above [`MAX_WORKERS`], `arena_capacity` below 1 KiB, `queue_capacity`
-    /// below 16 or above 2^24), when `pin_threads(true)` asks for more cores than the process
+    /// (`workers` 0 or above [`MAX_WORKERS`], `arena_capacity` below 1 KiB, `arena_block_size`
+    /// outside 4 KiB to 256 MiB, `arena_trim_after` outside 1 to 65 536, `stack_size` below
+    /// 64 KiB, `queue_capacity` below 16 or above 2^24), when `pin_threads(true)` asks for more cores than the process
     /// has, when the memory for the arenas or queues cannot be allocated, or when the operating
     /// system refuses to start a thread.
     ///
@@ -165,6 +211,25 @@ impl SchedulerBuilder {
                 self.arena_capacity
             )));
         }
+        if !(MIN_BLOCK..=MAX_BLOCK).contains(&self.arena_block_size) {
+            return Err(BuildError::new(format!(
+                "arena_block_size must be between {MIN_BLOCK} and {MAX_BLOCK} bytes; got {}",
+                self.arena_block_size
+            )));
+        }
+        if !(1..=MAX_TRIM_AFTER).contains(&self.arena_trim_after) {
+            return Err(BuildError::new(format!(
+                "arena_trim_after must be between 1 and {MAX_TRIM_AFTER} frames; got {}",
+                self.arena_trim_after
+            )));
+        }
+        if let Some(bytes) = self.stack_size {
+            if bytes < MIN_STACK {
+                return Err(BuildError::new(format!(
+                    "stack_size must be at least {MIN_STACK} bytes; got {bytes}"
+                )));
+            }
+        }
         if self.queue_capacity < MIN_QUEUE || self.queue_capacity > 1 << 24 {
             return Err(BuildError::new(format!(
                 "queue_capacity must be between {MIN_QUEUE} and {} jobs; got {}",
@@ -189,6 +254,15 @@ impl SchedulerBuilder {
 
         // Memory first, with fallible allocation: a setting the machine cannot honour is an
         // error that names it, not an abort.
+        let arena_error = || {
+            BuildError::new(format!(
+                "could not allocate arena_capacity({}) bytes for each of {workers} workers: the \
+                 system refused the memory; lower arena_capacity or workers",
+                self.arena_capacity
+            ))
+        };
+        let pool = crate::arena::Pool::try_new(self.arena_block_size, self.arena_trim_after)
+            .ok_or_else(arena_error)?;
         let mut states = Vec::new();
         if states.try_reserve_exact(workers).is_err() {
             return Err(BuildError::new(format!(
@@ -196,23 +270,21 @@ impl SchedulerBuilder {
             )));
         }
         for _ in 0..workers {
-            match Worker::try_new(self.arena_capacity, self.queue_capacity, workers) {
+            let first = crate::arena::new_block(self.arena_capacity.max(self.arena_block_size))
+                .ok_or_else(arena_error)?;
+            match Worker::try_new(Some(first), self.queue_capacity, workers) {
                 Ok(w) => states.push(CachePadded::new(w)),
                 Err(setting) => {
-                    let (value, unit) = if setting == "arena_capacity" {
-                        (self.arena_capacity, "bytes")
-                    } else {
-                        (self.queue_capacity, "jobs")
-                    };
                     return Err(BuildError::new(format!(
-                        "could not allocate {setting}({value}) {unit} for each of {workers} \
-                         workers: the system refused the memory; lower {setting} or workers"
+                        "could not allocate {setting}({}) jobs for each of {workers} workers: \
+                         the system refused the memory; lower {setting} or workers",
+                        self.queue_capacity
                     )));
                 }
             }
         }
         let states = states.into_boxed_slice();
-        let shared = Arc::new_cyclic(|this| Shared::new(states, this.as_ptr()));
+        let shared = Arc::new_cyclic(|this| Shared::new(states, pool, this.as_ptr()));
         let mut scheduler = Scheduler {
             shared,
             threads: Vec::new(),
@@ -226,20 +298,22 @@ impl SchedulerBuilder {
             let shared = Arc::clone(&scheduler.shared);
             let started = Arc::clone(&started);
             let core = cores.get(index).copied();
-            let spawned = std::thread::Builder::new()
-                .name(format!("frame-worker-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    {
-                        let (count, cv) = &*started;
-                        *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                        cv.notify_all();
-                    }
-                    drop(started);
-                    worker::main_loop(&shared, index);
-                });
+            let mut thread = std::thread::Builder::new().name(format!("frame-worker-{index}"));
+            if let Some(bytes) = self.stack_size {
+                thread = thread.stack_size(bytes);
+            }
+            let spawned = thread.spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                {
+                    let (count, cv) = &*started;
+                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    cv.notify_all();
+                }
+                drop(started);
+                worker::main_loop(&shared, index);
+            });
             match spawned {
                 Ok(handle) => scheduler.threads.push(handle),
                 // Dropping `scheduler` stops and joins the threads started so far.
@@ -278,8 +352,11 @@ impl Scheduler {
         SchedulerBuilder {
             workers: None,
             arena_capacity: 256 * 1024,
+            arena_block_size: 256 * 1024,
+            arena_trim_after: 120,
             queue_capacity: 16384,
             pin_threads: false,
+            stack_size: None,
         }
     }
 
@@ -353,7 +430,7 @@ impl Scheduler {
         // Every job is done and nothing can spawn any more: clean up the frame.
         let guard = AbortOnUnwind("the end of a frame");
         // SAFETY: `drive` returned only once the root was done and every job had completed.
-        let (arena_bytes, arena_capacity) = unsafe { end_frame(shared) };
+        let arena = unsafe { end_frame(shared) };
         core::mem::forget(guard);
         let after = shared.totals();
         self.stats = FrameStats {
@@ -361,8 +438,12 @@ impl Scheduler {
             jobs: after.spawned - before.spawned,
             local_jobs: after.local - before.local,
             foreign_jobs: after.foreign - before.foreign,
-            arena_bytes,
-            arena_capacity,
+            arena_bytes: arena.used.used,
+            arena_capacity: arena.kept,
+            arena_blocks: arena.used.blocks,
+            arena_blocks_borrowed: arena.used.borrowed,
+            arena_large: arena.used.large,
+            arena_trimmed: arena.trimmed,
             steals: after.steals - before.steals,
             panics: shared.panics.load(Ordering::Relaxed),
             elapsed: start.elapsed(),
@@ -464,85 +545,70 @@ fn poll_root<Fut: Future>(
     debug_assert!(shared.root.state.load(Ordering::Relaxed) & COMPLETE != 0);
 }
 
-/// Orphans wake cells and resets every arena. Returns (bytes used, bytes kept).
+/// What a frame's end found and did to the arenas.
+struct ArenaEnd {
+    used: crate::arena::ArenaUse,
+    kept: usize,
+    trimmed: usize,
+}
+
+/// Drops the frame's values, orphans wake cells and resets every arena.
 ///
 /// # Safety
 /// 1. The frame is over: the root future is dropped and every job has completed and been
-///    counted, so no worker touches its local state until the next frame.
-unsafe fn end_frame(shared: &Shared) -> (usize, usize) {
-    // First orphan every wake cell, in every pool: a cell handed out by one pool may point
+///    counted, and every output nobody took has been dropped, so no worker touches its local
+///    state until the next frame.
+unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
+    let foreign_used = shared.foreign_used.swap(false, Ordering::Acquire);
+    // Values allocated with `Frame::alloc` and friends: dropped before anything is reset or
+    // orphaned (they may hold wakers), on this thread.
+    let mut on_panic = |p| shared.record_panic(p);
+    for w in shared.workers.iter() {
+        // SAFETY: (1) and Shared invariant 1.
+        w.local
+            .with_mut(|l| unsafe { (*l).arena.run_drops(&mut on_panic) });
+    }
+    if foreign_used {
+        // SAFETY: (1): no job will allocate again.
+        unsafe { lock(&shared.foreign).arena.run_drops(&mut on_panic) };
+    }
+    // Then orphan every wake cell, in every pool: a cell handed out by one pool may point
     // into any worker's arena (a stolen job), so no arena may be reset before all are orphaned.
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1.
         w.local.with_mut(|l| unsafe { (*l).cells.orphan_all() });
     }
-    // The foreign pool and arena only if a non-worker thread used them this frame.
-    let foreign_used = shared.foreign_used.swap(false, Ordering::Acquire);
     if foreign_used {
         // SAFETY: (1): no job will be polled again.
         unsafe { lock(&shared.foreign).cells.orphan_all() };
     }
-
-    let mut used = 0;
-    let mut grew = false;
-    for w in shared.workers.iter() {
-        // SAFETY: (1) and Shared invariant 1.
-        w.local.with_mut(|l| unsafe {
-            let (bytes, chunks) = arena_usage(&(*l).arena);
-            used += bytes;
-            grew |= chunks > 1;
-        });
-    }
-    // `Bump::reset` keeps only the last chunk it allocated, so an arena that needed several
-    // chunks would free and regrow them every frame. And which worker spawns what changes from
-    // frame to frame (nested jobs land on whoever ran their parent), so once any arena has had
-    // to grow, every arena is given one chunk of twice the whole frame's use: any worker may
-    // spawn all of the next frame. From then on a steady frame allocates nothing.
-    let target = if grew { used.saturating_mul(2) } else { 0 };
+    // Every block but each worker's current one goes back to the pool.
+    let mut used = crate::arena::ArenaUse::default();
     let mut kept = 0;
     for w in shared.workers.iter() {
-        // SAFETY: as above.
+        // SAFETY: (1) and Shared invariant 1; the drops have run.
         w.local.with_mut(|l| unsafe {
-            let arena = &mut (*l).arena;
-            let (bytes, chunks) = arena_usage(arena);
-            if arena.allocated_bytes() < target || chunks > 1 {
-                *arena = bumpalo::Bump::with_capacity(target.max(arena.allocated_bytes()));
-            } else if bytes > 0 {
-                arena.reset();
-            }
-            kept += arena.chunk_capacity();
+            used += (*l).arena.end_frame(&shared.pool, true);
+            kept += (*l).arena.kept();
         });
     }
     if foreign_used {
-        let mut foreign = lock(&shared.foreign);
-        let (bytes, chunks) = arena_usage(&foreign.arena);
-        used += bytes;
-        if chunks > 1 {
-            foreign.arena = bumpalo::Bump::with_capacity(bytes.saturating_mul(2));
-        } else {
-            foreign.arena.reset();
-        }
-        shared
-            .foreign_kept
-            .store(foreign.arena.chunk_capacity(), Ordering::Relaxed);
+        // SAFETY: as above.
+        used += unsafe { lock(&shared.foreign).arena.end_frame(&shared.pool, false) };
     }
-    // The foreign arena is kept between frames too, used or not.
-    kept += shared.foreign_kept.load(Ordering::Relaxed);
+    // SAFETY: this is the driver, at frame end.
+    let pool = unsafe { shared.pool.end_frame(used.used) };
     // The root's cell, if it had one, was orphaned with the pool that handed it out.
     shared
         .root
         .wake_cell
         .store(core::ptr::null_mut(), Ordering::Relaxed);
     shared.root.state.store(0, Ordering::Release);
-    (used, kept)
-}
-
-/// Bytes allocated in an arena, and over how many chunks.
-fn arena_usage(arena: &bumpalo::Bump) -> (usize, usize) {
-    // SAFETY: we only read the chunks' lengths, not their contents.
-    unsafe { arena.iter_allocated_chunks_raw() }.fold((0, 0), |(bytes, chunks), (_, len)| {
-        (bytes + len, chunks + 1)
-    })
+    ArenaEnd {
+        used,
+        kept: kept + pool.free,
+        trimmed: pool.trimmed,
+    }
 }
 
 /// Aborts the process if dropped during a panic: for code that must not unwind because jobs

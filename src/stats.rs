@@ -27,9 +27,20 @@ pub struct FrameStats {
     pub foreign_jobs: u64,
     /// Bytes of arena used by the frame's jobs and counters, over every arena.
     pub arena_bytes: usize,
-    /// Bytes of arena held in reserve after the frame's reset (kept for the next frame), over
-    /// every arena: the workers' and the one that threads outside the scheduler spawn into.
+    /// Bytes of frame memory kept for the next frames after this one's reset: each worker's
+    /// own block and the free blocks of the shared pool.
     pub arena_capacity: usize,
+    /// Arena blocks that held the frame's allocations.
+    pub arena_blocks: usize,
+    /// Of `arena_blocks`, those workers took from the shared pool (or the system) beyond their
+    /// own: memory lent where the work landed.
+    pub arena_blocks_borrowed: usize,
+    /// Allocations too big to share a block (over a quarter of `arena_block_size`), which got
+    /// a chunk of their own.
+    pub arena_large: usize,
+    /// Bytes of frame memory returned to the system at this frame's end (see
+    /// `SchedulerBuilder::arena_trim_after`).
+    pub arena_trimmed: usize,
     /// Jobs a worker took from another worker's queue (each job of a batch steal counts).
     pub steals: u64,
     /// Panics caught in the frame (jobs, root, output destructors). The first was resumed.

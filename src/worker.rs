@@ -21,9 +21,9 @@ use core::ptr::{self, NonNull};
 use core::task::Context;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use bumpalo::Bump;
 use crossbeam_utils::CachePadded;
 
+use crate::arena::{Arena, Pool};
 use crate::counter::CounterInner;
 use crate::deque::{BATCH, Deque};
 use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
@@ -46,6 +46,8 @@ use crate::waker::{self, CellPool};
 ///    between frames too).
 pub(crate) struct Shared {
     pub(crate) workers: Box<[CachePadded<Worker>]>,
+    /// The free arena blocks every worker takes from when its block is full.
+    pub(crate) pool: Pool,
     pub(crate) injector: Mutex<JobList>,
     injected: CachePadded<AtomicUsize>,
     pub(crate) local_queue: Mutex<JobList>,
@@ -54,8 +56,6 @@ pub(crate) struct Shared {
     /// Set when `foreign` is used; frame end only locks it then.
     pub(crate) foreign_used: AtomicBool,
     pub(crate) foreign_spawned: AtomicU64,
-    /// Bytes the foreign arena keeps for later frames (written by the driver at frame end).
-    pub(crate) foreign_kept: AtomicUsize,
     pub(crate) root: Header,
     pub(crate) sleep: Sleep,
     first_panic: Mutex<Option<Box<dyn Any + Send>>>,
@@ -124,7 +124,7 @@ impl Counts {
 /// A worker's frame state: what its jobs allocate and leave behind (see `Shared` invariant 1).
 #[derive(Debug)]
 pub(crate) struct Local {
-    pub(crate) arena: Bump,
+    pub(crate) arena: Arena,
     pub(crate) cells: CellPool,
     /// Completed jobs whose output has a destructor and may never be taken (linked by `next`).
     pub(crate) outputs: *const Header,
@@ -156,20 +156,20 @@ const FAIR_EVERY: u32 = 32;
 /// Arena and wake cells for threads that are not workers (scoped threads holding `&Frame`).
 #[derive(Debug)]
 pub(crate) struct Foreign {
-    pub(crate) arena: Bump,
+    pub(crate) arena: Arena,
     pub(crate) cells: CellPool,
 }
 
 impl Worker {
-    /// A worker with an arena of `arena_capacity` bytes and a deque of `queue_capacity` slots,
-    /// among `workers` workers. `Err` names the memory that could not be had.
+    /// A worker bumping into `first` (its own arena block) with a deque of `queue_capacity`
+    /// slots, among `workers` workers. `Err` names the memory that could not be had.
     pub(crate) fn try_new(
-        arena_capacity: usize,
+        first: Option<bumpalo::Bump>,
         queue_capacity: usize,
         workers: usize,
     ) -> Result<Worker, &'static str> {
         let queue = Deque::try_new(queue_capacity).ok_or("queue_capacity")?;
-        let arena = Bump::try_with_capacity(arena_capacity).map_err(|_| "arena_capacity")?;
+        let arena = Arena::new(first);
         Ok(Worker {
             queue,
             counts: CachePadded::new(Counts::default()),
@@ -191,21 +191,25 @@ impl Worker {
 impl Shared {
     /// The shared state of a scheduler whose workers are `workers`; `this` is where it will
     /// live (the root header points back at it).
-    pub(crate) fn new(workers: Box<[CachePadded<Worker>]>, this: *const Shared) -> Shared {
+    pub(crate) fn new(
+        workers: Box<[CachePadded<Worker>]>,
+        pool: Pool,
+        this: *const Shared,
+    ) -> Shared {
         let n = workers.len();
         Shared {
             workers,
+            pool,
             injector: Mutex::new(JobList::new()),
             injected: CachePadded::new(AtomicUsize::new(0)),
             local_queue: Mutex::new(JobList::new()),
             local_pending: AtomicUsize::new(0),
             foreign_used: AtomicBool::new(false),
             foreign: Mutex::new(Foreign {
-                arena: Bump::new(),
+                arena: Arena::new(None),
                 cells: CellPool::new(),
             }),
             foreign_spawned: AtomicU64::new(0),
-            foreign_kept: AtomicUsize::new(0),
             root: Header::new(
                 &crate::job::raw::ROOT_VTABLE,
                 JobKind::Root,
