@@ -188,7 +188,12 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             handle,
         );
         let cur = worker::current();
-        let job = JobRef(self.alloc_for(cur, Job::new(header, future)).cast());
+        let slot = self
+            .alloc_layout_for(cur, Layout::new::<Job<F>>())
+            .cast::<Job<F>>();
+        // SAFETY: fresh room for a `Job<F>`, aligned for it.
+        unsafe { Job::write(slot, header, future) };
+        let job = JobRef(slot.cast());
         if ptr::eq(cur.shared, shared) {
             let w = &shared.workers[cur.index];
             // Counted before it is visible anywhere (see worker.rs on frame completion).

@@ -110,6 +110,59 @@ impl WakeCell {
     }
 }
 
+/// Orphaned cells whose last waker was dropped, linked through `next`, for any pool to reuse:
+/// a kept waker then costs no allocation in the frames after it. The lock is taken only when a
+/// pool runs dry and when an orphaned cell's last waker is dropped, never on the spawn path.
+#[cfg(not(loom))]
+static RECYCLED: std::sync::Mutex<Recycled> = std::sync::Mutex::new(Recycled(ptr::null_mut()));
+
+/// The head of the recycling list.
+///
+/// # Invariants
+/// 1. Every cell on the list is unreferenced, made by `Box::new`, and reached only through the
+///    list (whose lock makes its `next` ours).
+#[cfg(not(loom))]
+struct Recycled(*mut WakeCell);
+
+// SAFETY: the cells on the list are reached only through it, under its lock (invariant 1).
+#[cfg(not(loom))]
+unsafe impl Send for Recycled {}
+
+/// Gives a cell nobody references any more to the recycling list (under loom: frees it, so
+/// the models see every cell's end).
+///
+/// # Safety
+/// 1. `cell` was made by `Box::new`, and the caller held its last reference.
+unsafe fn recycle(cell: *mut WakeCell) {
+    #[cfg(not(loom))]
+    {
+        let mut list = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: (1): the cell is ours; invariant 1 of the list for the rest.
+        unsafe {
+            (*cell).state.store(0, Ordering::Relaxed);
+            (*cell).next.with_mut(|n| *n = list.0);
+        }
+        list.0 = cell;
+    }
+    #[cfg(loom)]
+    // SAFETY: (1).
+    drop(unsafe { Box::from_raw(cell) });
+}
+
+/// A cell from the recycling list, if it has one.
+fn recycled_pop() -> Option<NonNull<WakeCell>> {
+    #[cfg(not(loom))]
+    {
+        let mut list = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+        let cell = NonNull::new(list.0)?;
+        // SAFETY: list invariant 1: the cell and its `next` are ours under the lock.
+        list.0 = unsafe { cell.as_ref().next.with(|n| *n) };
+        Some(cell)
+    }
+    #[cfg(loom)]
+    None
+}
+
 /// A per-worker pool of wake cells plus the list of those handed out this frame.
 ///
 /// # Invariants
@@ -143,7 +196,8 @@ impl CellPool {
                 self.free = unsafe { cell.as_ref().next.with(|n| *n) };
                 cell
             }
-            None => NonNull::from(Box::leak(Box::new(WakeCell::new()))),
+            None => recycled_pop()
+                .unwrap_or_else(|| NonNull::from(Box::leak(Box::new(WakeCell::new())))),
         };
         // SAFETY: the cell is unreferenced (pool invariant 2) until we return it.
         unsafe {
@@ -352,7 +406,7 @@ unsafe fn owned_drop(data: *const ()) {
     if before & !WAKING_MASK == ORPHANED | REF_ONE {
         // The last reference to an orphaned cell: no waker is left, so no wake is in progress,
         // and the pool let go of it (cell invariant 3).
-        // SAFETY: cells are made by `Box::new` in `CellPool::acquire`; we hold the last reference.
-        drop(unsafe { Box::from_raw(cell) });
+        // SAFETY: we hold the last reference to a cell made by `Box::new` in `acquire`.
+        unsafe { recycle(cell) };
     }
 }

@@ -73,6 +73,24 @@ impl<F: Future> Job<F> {
         output_needs_drop: mem::needs_drop::<F::Output>(),
     };
 
+    /// Writes a job into `dst` field by field, so that the future is moved once, from the
+    /// caller's argument straight into place: a large future is never copied onto this
+    /// function's stack as part of a whole `Job` first.
+    ///
+    /// # Safety
+    /// 1. `dst` is valid for writes of a `Job<F>` and aligned for it.
+    #[inline(always)]
+    pub(crate) unsafe fn write(dst: NonNull<Job<F>>, header: Header, future: F) {
+        let dst = dst.as_ptr();
+        // SAFETY: (1); the two fields are written through raw pointers, no reference to the
+        // uninitialised job is made.
+        unsafe {
+            core::ptr::addr_of_mut!((*dst).header).write(header);
+            core::ptr::addr_of_mut!((*dst).stage).write(UnsafeCell::new(Stage::Running(future)));
+        }
+    }
+
+    #[cfg(loom)]
     pub(crate) fn new(header: Header, future: F) -> Job<F> {
         Job {
             header,

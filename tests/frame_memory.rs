@@ -1,0 +1,394 @@
+//! Frame memory: values, slices, strings and `FrameVec`s allocated by jobs, dropped exactly
+//! once; arena blocks borrowed where work lands, returned at frame end, and trimmed after a
+//! spike; large futures in workers with a bigger stack.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{payload_str, scheduler, within};
+use frame_scheduler::{Frame, FrameVec, Scheduler};
+
+/// A value whose drops are counted in a counter of its own test.
+#[derive(Debug)]
+struct Tracked<'a>(&'a AtomicUsize, u64);
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn every_frame_value_is_dropped_exactly_once_at_frame_end() {
+    for workers in [1, 2, 3] {
+        let mut s = scheduler(workers);
+        let drops = AtomicUsize::new(0);
+        let d = &drops;
+        for frame_no in 0..3 {
+            let seen_in_frame = s.run_frame(async |frame| {
+                let c = frame.counter();
+                for i in 0..50u64 {
+                    frame.spawn_counted(c, async move {
+                        let one = frame.alloc(Tracked(d, i));
+                        one.1 += 1;
+                        let many = frame.alloc_slice_fill_with(3, |k| Tracked(d, k as u64));
+                        assert_eq!(many[2].1, 2);
+                        let mut v = frame.vec();
+                        v.push(Tracked(d, i));
+                        v.push(Tracked(d, i + 1));
+                        let kept = v.into_slice();
+                        assert_eq!(kept.len(), 2);
+                    });
+                }
+                c.await;
+                // Nothing allocated with the frame API is dropped before frame end.
+                d.load(Ordering::SeqCst)
+            });
+            assert_eq!(seen_in_frame, frame_no * 300, "dropped during the frame");
+            assert_eq!(drops.load(Ordering::SeqCst), (frame_no + 1) * 300);
+        }
+    }
+}
+
+#[test]
+fn frame_vec_drops_its_elements_when_dropped_and_only_then() {
+    let mut s = scheduler(2);
+    let drops = AtomicUsize::new(0);
+    let d = &drops;
+    s.run_frame(async |frame| {
+        let mut v = frame.vec_with_capacity(2);
+        for i in 0..10 {
+            v.push(Tracked(d, i));
+        }
+        assert!(v.capacity() >= 10);
+        let last = v.pop().unwrap();
+        assert_eq!(last.1, 9);
+        drop(last);
+        assert_eq!(d.load(Ordering::SeqCst), 1);
+        let mut it = v.into_iter();
+        assert_eq!(it.next().unwrap().1, 0);
+        assert_eq!(d.load(Ordering::SeqCst), 2);
+        drop(it); // drops the 8 it did not yield
+        assert_eq!(d.load(Ordering::SeqCst), 10);
+        let mut w = frame.vec();
+        w.extend((0..5).map(|i| Tracked(d, i)));
+        w.clear();
+        assert_eq!(d.load(Ordering::SeqCst), 15);
+        assert!(w.is_empty());
+    });
+    assert_eq!(drops.load(Ordering::SeqCst), 15);
+}
+
+#[test]
+fn a_panicking_drop_at_frame_end_is_resumed_and_the_others_still_drop() {
+    struct Bomb<'a>(&'a AtomicUsize);
+    impl Drop for Bomb<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("bomb dropped");
+        }
+    }
+    let mut s = scheduler(2);
+    let drops = AtomicUsize::new(0);
+    let d = &drops;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        s.run_frame(async |frame| {
+            frame.alloc(Tracked(d, 0));
+            frame.alloc(Bomb(d));
+            frame.alloc(Tracked(d, 1));
+        })
+    }));
+    let p = r.expect_err("the drop's panic must come out of run_frame");
+    assert_eq!(payload_str(&*p), "bomb dropped");
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    assert_eq!(s.last_frame_stats().panics, 1);
+    // The scheduler stays usable.
+    assert_eq!(s.run_frame(async |frame| *frame.alloc(5)), 5);
+}
+
+#[test]
+fn frame_values_are_dropped_when_a_job_panics_too() {
+    let mut s = scheduler(2);
+    let drops = AtomicUsize::new(0);
+    let d = &drops;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        s.run_frame(async |frame| {
+            frame.alloc_slice_fill_with(4, |i| Tracked(d, i as u64));
+            frame
+                .spawn(async move {
+                    frame.alloc(Tracked(d, 9));
+                    panic!("job failed");
+                })
+                .await;
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(drops.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn alloc_slice_fill_with_drops_what_it_made_when_the_closure_panics() {
+    let mut s = scheduler(1);
+    let drops = AtomicUsize::new(0);
+    let d = &drops;
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        s.run_frame(async |frame| {
+            frame.alloc_slice_fill_with(10, |i| {
+                assert!(i < 4, "fill failed at {i}");
+                Tracked(d, i as u64)
+            });
+        })
+    }));
+    assert_eq!(payload_str(&*r.unwrap_err()), "fill failed at 4");
+    assert_eq!(drops.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_frame_vec_grows_on_whichever_worker_pushes() {
+    within(60, || {
+        let mut s = scheduler(4);
+        for _ in 0..20 {
+            let total = s.run_frame(async |frame| {
+                // One vector handed from job to job, each pushing from whatever worker runs it.
+                let mut v: FrameVec<'_, '_, u64> = frame.vec();
+                for step in 0..8u64 {
+                    v = frame
+                        .spawn(async move {
+                            for i in 0..1000 {
+                                v.push(step * 1000 + i);
+                            }
+                            v
+                        })
+                        .await;
+                }
+                assert_eq!(v.len(), 8000);
+                assert!(v.iter().copied().eq(0..8000));
+                v.iter().sum::<u64>()
+            });
+            assert_eq!(total, (0..8000).sum::<u64>());
+        }
+    });
+}
+
+#[test]
+fn jobs_return_frame_slices_through_their_handles() {
+    let mut s = scheduler(3);
+    let bodies: Vec<u32> = (0..1000).collect();
+    let b = &bodies;
+    let (n, text) = s.run_frame(async |frame| {
+        let lists: Vec<_> = (0..4)
+            .map(|part| {
+                frame.spawn(async move {
+                    let mut contacts = frame.vec();
+                    for x in &b[part * 250..(part + 1) * 250] {
+                        if x % 10 == part as u32 {
+                            contacts.push(*x);
+                        }
+                    }
+                    contacts.into_slice()
+                })
+            })
+            .collect();
+        let mut n = 0;
+        for l in lists {
+            let l: &mut [u32] = l.await;
+            n += l.len();
+        }
+        let label = frame.alloc_str("contacts");
+        (n, label.to_string())
+    });
+    assert_eq!(n, 100);
+    assert_eq!(text, "contacts");
+}
+
+#[test]
+fn threads_that_are_not_workers_allocate_in_the_foreign_arena() {
+    within(60, || {
+        let mut s = scheduler(2);
+        let drops = AtomicUsize::new(0);
+        let d = &drops;
+        let got = s.run_frame(async |frame| {
+            frame
+                .spawn(async move {
+                    std::thread::scope(|sc| {
+                        sc.spawn(|| {
+                            let mut v = frame.vec();
+                            v.extend_from_slice(&[1u64, 2, 3]);
+                            let s = frame.alloc_slice_copy(&v);
+                            frame.alloc(Tracked(d, 0));
+                            frame.alloc_slice_fill_with(2, |i| Tracked(d, i as u64));
+                            s.iter().sum::<u64>() + frame.alloc_str("ab").len() as u64
+                        })
+                        .join()
+                        .unwrap()
+                    })
+                })
+                .await
+        });
+        assert_eq!(got, 8);
+        assert_eq!(drops.load(Ordering::SeqCst), 3);
+    });
+}
+
+async fn spike_workload<'f, 'e>(frame: &'f Frame<'f, 'e>, jobs: usize) {
+    let c = frame.counter();
+    for i in 0..jobs {
+        frame.spawn_counted(c, async move {
+            let mut v = frame.vec_with_capacity(32);
+            v.extend(0..32u64);
+            std::hint::black_box(v.len() + i);
+        });
+    }
+    c.await;
+}
+
+#[test]
+fn a_spike_is_returned_after_arena_trim_after_frames_and_kept_memory_follows_use() {
+    within(120, || {
+        let block = 64 * 1024;
+        let mut s = Scheduler::builder()
+            .workers(2)
+            .arena_block_size(block)
+            .arena_capacity(block)
+            .arena_trim_after(10)
+            .build()
+            .unwrap();
+        let steady = |s: &mut Scheduler| s.run_frame(async |f| spike_workload(f, 200).await);
+        for _ in 0..20 {
+            steady(&mut s);
+        }
+        let steady_stats = s.last_frame_stats().clone();
+        let bound = |used: usize| used + used / 2 + 2 * block + 2 * 4096;
+        assert!(steady_stats.arena_capacity <= bound(steady_stats.arena_bytes));
+        s.run_frame(async |f| spike_workload(f, 50_000).await);
+        let spike = s.last_frame_stats().clone();
+        assert!(spike.arena_bytes > 100 * steady_stats.arena_bytes / 2);
+        assert!(spike.arena_blocks_borrowed > 0);
+        assert_eq!(spike.arena_trimmed, 0);
+        // Kept for arena_trim_after frames (the spike is within the window)...
+        let mut trimmed_at = None;
+        for i in 1..=15 {
+            steady(&mut s);
+            let st = s.last_frame_stats();
+            if st.arena_trimmed > 0 {
+                assert!(
+                    trimmed_at.is_none(),
+                    "trimmed twice: frames {trimmed_at:?} and {i}"
+                );
+                trimmed_at = Some(i);
+            }
+        }
+        // ...returned the frame it leaves the window: 10 frames of history, the spike's own
+        // included, so at the 10th frame after it.
+        assert_eq!(trimmed_at, Some(10));
+        let after = s.last_frame_stats();
+        assert!(
+            after.arena_capacity <= bound(after.arena_bytes),
+            "kept {} for a use of {}",
+            after.arena_capacity,
+            after.arena_bytes
+        );
+    });
+}
+
+#[test]
+fn arena_settings_out_of_range_are_errors_naming_them() {
+    for (b, name) in [
+        (
+            Scheduler::builder().arena_block_size(100),
+            "arena_block_size",
+        ),
+        (
+            Scheduler::builder().arena_block_size(1 << 40),
+            "arena_block_size",
+        ),
+        (Scheduler::builder().arena_trim_after(0), "arena_trim_after"),
+        (Scheduler::builder().stack_size(10), "stack_size"),
+    ] {
+        let e = b.workers(1).build().unwrap_err();
+        assert!(e.to_string().contains(name), "{e}");
+    }
+}
+
+#[test]
+fn a_job_bigger_than_a_block_gets_a_chunk_of_its_own() {
+    let mut s = Scheduler::builder()
+        .workers(1)
+        .arena_block_size(16 * 1024)
+        .arena_capacity(16 * 1024)
+        .build()
+        .unwrap();
+    let n = s.run_frame(async |frame| {
+        let big = [3u8; 40 * 1024];
+        let h = frame.spawn(async move { big.iter().map(|&b| b as usize).sum::<usize>() });
+        let slice = frame.alloc_slice_copy(&[1u64; 8 * 1024]);
+        h.await + slice.len()
+    });
+    assert_eq!(n, 3 * 40 * 1024 + 8 * 1024);
+    assert_eq!(s.last_frame_stats().arena_large, 2);
+}
+
+#[test]
+fn over_aligned_values_are_aligned() {
+    #[repr(align(4096))]
+    struct Page([u8; 8192]);
+    let mut s = scheduler(2);
+    s.run_frame(async |frame| {
+        for _ in 0..3 {
+            let p = frame.alloc(Page([1; 8192]));
+            assert_eq!(p as *mut Page as usize % 4096, 0);
+            let page = Page([2; 8192]);
+            let sum = frame
+                .spawn(async move {
+                    let at = &page as *const Page as usize;
+                    frame_scheduler::yield_now().await;
+                    (at % 4096, page.0[100])
+                })
+                .await;
+            assert_eq!(sum, (0, 2));
+        }
+    });
+}
+
+/// A 2 MiB future (built from a 2 MiB array) spawned from a job: with the default 2 MiB
+/// worker stack this overflows; `stack_size` gives the workers room for it.
+#[test]
+fn a_two_mib_future_spawned_from_a_job_runs_with_a_bigger_worker_stack() {
+    fn big_future(seed: u8) -> impl Future<Output = u64> + Send {
+        let buf = [seed; 2 << 20];
+        async move {
+            frame_scheduler::yield_now().await;
+            let mut buf = buf;
+            buf[12345] = 7;
+            std::hint::black_box(&mut buf);
+            buf.iter().map(|&b| u64::from(b)).sum()
+        }
+    }
+    // The driving thread runs jobs too: give it the same room.
+    let t = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            let mut s = Scheduler::builder()
+                .workers(2)
+                .stack_size(8 << 20)
+                .build()
+                .unwrap();
+            s.run_frame(async |frame| {
+                let mut hs = Vec::new();
+                for i in 0..4u8 {
+                    hs.push(frame.spawn(async move { frame.spawn(big_future(i % 2)).await }));
+                }
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await;
+                }
+                (sum, 0)
+            })
+        })
+        .unwrap();
+    let (sum, _) = t.join().unwrap();
+    // Seed 1: 2 MiB of ones, one of them made 7; seed 0: a single 7.
+    assert_eq!(sum, 2 * ((2 << 20) - 1 + 7) + 2 * 7);
+}
