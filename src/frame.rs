@@ -188,12 +188,10 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             handle,
         );
         let cur = worker::current();
-        let slot = self
-            .alloc_layout_for(cur, Layout::new::<Job<F>>())
-            .cast::<Job<F>>();
-        // SAFETY: fresh room for a `Job<F>`, aligned for it.
+        let slot = Job::<F>::place(self.alloc_layout_for(cur, Job::<F>::ROOM));
+        // SAFETY: placed in fresh room of `Job::ROOM`.
         unsafe { Job::write(slot, header, future) };
-        let job = JobRef(slot.cast());
+        let job = JobRef(slot);
         if ptr::eq(cur.shared, shared) {
             let w = &shared.workers[cur.index];
             // Counted before it is visible anywhere (see worker.rs on frame completion).

@@ -352,6 +352,35 @@ fn over_aligned_values_are_aligned() {
     });
 }
 
+/// A job whose future is aligned to a page takes its future's size and its header plus less
+/// than a page, wherever the arena's bump pointer happened to be.
+#[test]
+fn an_over_aligned_job_wastes_less_than_its_alignment() {
+    #[repr(align(4096))]
+    struct Page([u8; 8192]);
+    async fn job(page: Page) -> u8 {
+        assert_eq!(&page as *const Page as usize % 4096, 0);
+        page.0[17]
+    }
+    let size = std::mem::size_of_val(&job(Page([0; 8192])));
+    let mut s = scheduler(1);
+    for offset in [0usize, 1, 100, 1000, 4000] {
+        let got = s.run_frame(async |frame| {
+            frame.alloc_slice_copy(&vec![0u8; offset]);
+            frame.alloc(0u8);
+            frame.spawn(job(Page([9; 8192]))).await
+        });
+        assert_eq!(got, 9);
+        let used = s.last_frame_stats().arena_bytes;
+        // The frame's other allocations: `offset` bytes and one byte.
+        let job_bytes = used - offset - 1;
+        assert!(
+            job_bytes - size - frame_scheduler::JOB_HEADER_BYTES < 4096,
+            "a {size}-byte future aligned to 4096 took {job_bytes} bytes (offset {offset})"
+        );
+    }
+}
+
 /// A 2 MiB future (built from a 2 MiB array) spawned from a job: with the default 2 MiB
 /// worker stack this overflows; `stack_size` gives the workers room for it.
 #[test]

@@ -10,6 +10,7 @@
 //! | `next`      | whoever holds the lock of the list the job is on (injector, local queue), or, once `COMPLETE`, the completing worker (outputs list) and the driver at frame end | same |
 //! | `awaiter`   | whoever holds the `LOCKED` bit of `handle`   | same                                     |
 //! | `wake_cell` | the thread that first clones the job's waker (CAS from null) | waker clones; the driver at frame end |
+//! | `stage_tag` | the spawner (before publication), the poller (holding `RUNNING`), the output's owner (after its `TAKEN` claim) | same |
 //!
 //! Everything in a header lives in a frame arena and is only valid until that frame ends; the
 //! frame cannot end before the job is `COMPLETE` and every worker that touched it has said so
@@ -60,6 +61,9 @@ pub(crate) struct Header {
     pub(crate) wake_cell: AtomicPtr<WakeCell>,
     pub(crate) shared: *const Shared,
     pub(crate) kind: JobKind,
+    /// What the stage after the header holds (`raw.rs`'s `STAGE_*`): touched only by whoever
+    /// may touch the stage (job invariant 3 in `raw.rs`).
+    pub(crate) stage_tag: UnsafeCell<u8>,
 }
 
 // SAFETY: every field is either atomic, immutable after publication (invariant 2), or guarded by
@@ -104,6 +108,7 @@ impl Header {
             wake_cell: AtomicPtr::new(ptr::null_mut()),
             shared,
             kind,
+            stage_tag: UnsafeCell::new(super::raw::STAGE_RUNNING),
         }
     }
 
