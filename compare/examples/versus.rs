@@ -8,7 +8,8 @@
 //! each spin the ideal, which shows how far the machine's own load moves the figures.
 //!
 //! ```text
-//! cargo run --release --example versus [-- --threads N] [--frames N] [--balance-frames N]
+//! cargo run --release -p frame-scheduler-compare --example versus \
+//!     [-- --threads N] [--frames N] [--balance-frames N]
 //! ```
 //! `--threads` defaults to `BENCH_THREADS`, else 2; `--frames` (default 200) is the most
 //! samples per cell, each cell also stopping after 1.5 s; `--balance-frames` (default 40) is

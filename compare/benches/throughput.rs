@@ -6,7 +6,7 @@
 //! tokio and async-executor cannot borrow the slice (`'static` tasks): their jobs return the
 //! value through the join handle and the root writes it into the slot (see `common`).
 //!
-//! `BENCH_THREADS=N cargo bench --bench throughput` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench throughput` (default 2 threads).
 
 mod common;
 

@@ -3,7 +3,8 @@
 //! async-executor `block_on(ex.run(..))` with 0 or 1 spawn, and a bevy scope with 0 or 1 spawn,
 //! with the same thread count.
 //!
-//! `BENCH_THREADS=N cargo bench --bench frame_overhead` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench frame_overhead`
+//! (default 2 threads).
 
 mod common;
 

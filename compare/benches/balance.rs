@@ -8,7 +8,7 @@
 //! job and the total work over T: 4.2 ms and 4 ms on two threads (`examples/versus.rs` prints
 //! the ratio).
 //!
-//! `BENCH_THREADS=N cargo bench --bench balance` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench balance` (default 2 threads).
 
 mod common;
 

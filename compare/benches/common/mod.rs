@@ -589,7 +589,8 @@ fn fs_link<'f, 'e>(frame: &'f Frame<'f, 'e>, left: usize) {
 // ---------------------------------------------------------------------------------------------
 // criterion
 
-/// Modest settings, so that the whole `cargo bench` takes a few minutes on two cores.
+/// Modest settings, so that all the benches (`cargo bench -p frame-scheduler-compare`) take a
+/// few minutes on two cores.
 pub fn criterion_config() -> criterion::Criterion {
     criterion::Criterion::default()
         .sample_size(20)

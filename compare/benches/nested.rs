@@ -3,7 +3,7 @@
 //! bevy_tasks) let the frame wait for the children; tokio and async-executor parents join
 //! their children's handles and the root joins the parents'.
 //!
-//! `BENCH_THREADS=N cargo bench --bench nested` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench nested` (default 2 threads).
 
 mod common;
 

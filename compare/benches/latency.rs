@@ -4,7 +4,7 @@
 //! - two jobs waking each other through `futures::channel::mpsc`, 1 000 round trips (per round
 //!   trip). Rayon jobs cannot await, so each blocks its thread on the channel; it needs two.
 //!
-//! `BENCH_THREADS=N cargo bench --bench latency` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench latency` (default 2 threads).
 
 mod common;
 

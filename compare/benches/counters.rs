@@ -5,7 +5,7 @@
 //!   zero (peers: a rayon scope or a bevy scope per stage; tokio and async-executor join every
 //!   handle of the stage).
 //!
-//! `BENCH_THREADS=N cargo bench --bench counters` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench counters` (default 2 threads).
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! with the same thread count, against two serial floors: boxing closures into a `Vec` and
 //! writing them into a bump arena, then running them in order on one thread.
 //!
-//! `BENCH_THREADS=N cargo bench --bench spawn` (default 2 threads).
+//! `BENCH_THREADS=N cargo bench -p frame-scheduler-compare --bench spawn` (default 2 threads).
 
 mod common;
 
