@@ -132,6 +132,11 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+// The README's Rust example is compiled and run as a doctest of the crate (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 mod arena;
 mod counter;
 mod deque;
