@@ -1,9 +1,26 @@
 //! A render loop driving a few hundred frames of a small game: particles updated in chunks,
 //! physics islands solved in parallel (each island spawning a job per contact batch),
 //! animation → skinning → culling ordered by counters, all borrowing the game state.
-//! Prints what each frame costs.
+//! Prints what each frame costs, and compares it with the same work done without a scheduler.
 //!
 //! `cargo run --release --example render_loop [-- --frames N --workers N]`
+//!
+//! What it prints:
+//! - every 50th frame: the jobs it spawned, the arena bytes they used, how many jobs a worker
+//!   took from another worker's queue (steals), the frame's wall time (`run_frame`, from call
+//!   to return) and the objects that survived culling (what a renderer would draw);
+//! - the median, p99 and worst frame time, next to the **serial time**: the same frames run on
+//!   a copy of the game, as plain function calls on the driving thread with no scheduler at
+//!   all, each right after its scheduled twin so that both see the same machine load. serial /
+//!   frame time is the speed-up (at most the worker count); workers × frame time − serial time,
+//!   divided by the jobs, is the thread time per job spent on anything but the game's work
+//!   (spawning, queues, waiting at counters, idle or descheduled workers);
+//! - the share of a 60 fps frame's budget (16.7 ms) that the median frame uses;
+//! - two state checks: every frame spawned the number of jobs the constants below give, and the
+//!   scheduled run and the serial run end in the same game state, bit for bit (every particle,
+//!   body and bone, and the objects drawn in every frame). A job skipped or run twice changes
+//!   the state; culling run before skinning had finished (a counter released too early) would
+//!   most likely change the objects drawn. The process exits with status 1 if a check fails.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -16,10 +33,19 @@ const ISLANDS: usize = 512;
 const BODIES_PER_ISLAND: usize = 48;
 const SKELETONS: usize = 2048;
 const BONES: usize = 64;
+const CONTACT_BATCH: usize = 16;
 const SKELETON_CHUNK: usize = 4;
 const OBJECTS: usize = 100_000;
 const CULL_CHUNK: usize = 128;
 const DT: f32 = 1.0 / 60.0;
+/// A 60 fps frame's time budget.
+const BUDGET_60FPS: Duration = Duration::from_micros(16_667);
+/// The jobs one frame spawns: a job per particle chunk, per island, per contact batch, per
+/// skeleton chunk and per culling chunk.
+const JOBS_PER_FRAME: u64 = (PARTICLES.div_ceil(PARTICLE_CHUNK)
+    + ISLANDS * (1 + BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH))
+    + SKELETONS.div_ceil(SKELETON_CHUNK)
+    + OBJECTS.div_ceil(CULL_CHUNK)) as u64;
 
 #[derive(Clone, Copy, Default)]
 struct Particle {
@@ -124,27 +150,33 @@ fn update_particles(chunk: &mut [Particle]) {
 /// job), each solving its contacts and integrating its bodies. The island's job finishes once
 /// all its batches have.
 async fn solve_island<'frame>(frame: &'frame Frame<'frame, '_>, bodies: &'frame mut [Body]) {
-    for b in bodies.iter_mut() {
-        b.vel[1] -= 9.81 * DT;
-    }
+    apply_gravity(bodies);
     let contacts = frame.counter();
-    for batch in bodies.chunks_mut(16) {
-        frame.spawn_counted(contacts, async move {
-            for _ in 0..4 {
-                for b in batch.iter_mut() {
-                    if b.pos[1] + b.vel[1] * DT < 0.0 {
-                        b.vel[1] = -b.vel[1] * 0.3;
-                    }
-                }
-            }
-            for b in batch.iter_mut() {
-                for k in 0..3 {
-                    b.pos[k] += b.vel[k] * DT;
-                }
-            }
-        });
+    for batch in bodies.chunks_mut(CONTACT_BATCH) {
+        frame.spawn_counted(contacts, async move { solve_contacts(batch) });
     }
     contacts.await;
+}
+
+fn apply_gravity(bodies: &mut [Body]) {
+    for b in bodies {
+        b.vel[1] -= 9.81 * DT;
+    }
+}
+
+fn solve_contacts(batch: &mut [Body]) {
+    for _ in 0..4 {
+        for b in batch.iter_mut() {
+            if b.pos[1] + b.vel[1] * DT < 0.0 {
+                b.vel[1] = -b.vel[1] * 0.3;
+            }
+        }
+    }
+    for b in batch.iter_mut() {
+        for k in 0..3 {
+            b.pos[k] += b.vel[k] * DT;
+        }
+    }
 }
 
 fn animate(chunk: &mut [Skeleton]) {
@@ -187,6 +219,71 @@ fn cull(objects: &[Object], sway: &[AtomicU32], eye: [f32; 3]) -> u32 {
         .count() as u32
 }
 
+/// One frame of the same work as plain calls on this thread, in an order the counters of the
+/// scheduled frame allow: what the work costs without a scheduler, and the state the scheduled
+/// frames must reproduce.
+fn serial_frame(game: &mut Game, eye: [f32; 3]) {
+    for chunk in game.particles.chunks_mut(PARTICLE_CHUNK) {
+        update_particles(chunk);
+    }
+    for island in &mut game.islands {
+        apply_gravity(island);
+        for batch in island.chunks_mut(CONTACT_BATCH) {
+            solve_contacts(batch);
+        }
+    }
+    for chunk in game.skeletons.chunks_mut(SKELETON_CHUNK) {
+        animate(chunk);
+    }
+    for (chunk, sway) in game.skeletons.chunks_mut(SKELETON_CHUNK).zip(&game.sway) {
+        sway.store(skin(chunk).to_bits(), Ordering::Relaxed);
+    }
+    for (objects, out) in game.objects.chunks(CULL_CHUNK).zip(game.visible.iter_mut()) {
+        *out = cull(objects, &game.sway, eye);
+    }
+}
+
+/// The parts of the game state in which `a` and `b` differ, compared bit for bit.
+fn differences(a: &Game, b: &Game) -> Vec<&'static str> {
+    fn bits<const N: usize>(v: [f32; N]) -> [u32; N] {
+        v.map(f32::to_bits)
+    }
+    let mut out = Vec::new();
+    let particles = a.particles.iter().zip(&b.particles).all(|(p, q)| {
+        bits(p.pos) == bits(q.pos) && bits(p.vel) == bits(q.vel) && bits([p.life]) == bits([q.life])
+    });
+    if !particles {
+        out.push("particles");
+    }
+    let bodies = a.islands.iter().flatten().zip(b.islands.iter().flatten());
+    if !bodies
+        .into_iter()
+        .all(|(p, q)| bits(p.pos) == bits(q.pos) && bits(p.vel) == bits(q.vel))
+    {
+        out.push("bodies");
+    }
+    let skeletons = a.skeletons.iter().zip(&b.skeletons).all(|(s, t)| {
+        s.time.to_bits() == t.time.to_bits()
+            && (0..BONES).all(|i| {
+                bits(s.local[i]) == bits(t.local[i])
+                    && bits(s.world[i]) == bits(t.world[i])
+                    && bits(s.skin[i]) == bits(t.skin[i])
+            })
+    });
+    if !skeletons {
+        out.push("skeletons");
+    }
+    let sway =
+        |g: &Game| -> Vec<u32> { g.sway.iter().map(|s| s.load(Ordering::Relaxed)).collect() };
+    if sway(a) != sway(b) {
+        out.push("sway");
+    }
+    if a.visible != b.visible {
+        out.push("culling counts");
+    }
+    out
+}
+
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -199,8 +296,16 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+fn eye_at(frame: usize) -> [f32; 3] {
+    [50.0 + (frame as f32 * 0.05).sin() * 20.0, 5.0, 50.0]
+}
+
 fn main() {
     let frames = arg("--frames", 300);
+    if frames == 0 {
+        eprintln!("--frames must be at least 1");
+        std::process::exit(2);
+    }
     let mut builder = Scheduler::builder();
     if let Some(w) = std::env::args()
         .position(|a| a == "--workers")
@@ -211,16 +316,24 @@ fn main() {
     let mut scheduler = builder
         .build()
         .unwrap_or_else(|e| panic!("bad configuration: {e}"));
+    let workers = scheduler.workers();
     let mut game = Game::new();
+    println!("render loop: {frames} frames on {workers} workers (driving thread included)");
     println!(
-        "render loop: {frames} frames on {} workers (driving thread included)",
-        scheduler.workers()
+        "every 50th frame: jobs spawned, arena bytes they used, jobs stolen from another \
+         worker's queue, run_frame's wall time, objects left after culling"
     );
 
+    // The same frames without the scheduler, on a copy of the game, one after each scheduled
+    // frame, so that both see the same load from the rest of the machine.
+    let mut serial_game = Game::new();
+    let mut serial_times = Vec::with_capacity(frames);
+    let mut serial_drawn = Vec::with_capacity(frames);
     let mut frame_times = Vec::with_capacity(frames);
-    let mut eye = [50.0f32, 5.0, 50.0];
+    let mut drawn_per_frame = Vec::with_capacity(frames);
+    let mut wrong_job_counts = 0;
     for f in 0..frames {
-        eye[0] = 50.0 + (f as f32 * 0.05).sin() * 20.0;
+        let eye = eye_at(f);
         let Game {
             particles,
             islands,
@@ -271,48 +384,117 @@ fn main() {
         frame_times.push(elapsed);
         // "Present": what the renderer would draw.
         let drawn: u32 = game.visible.iter().sum();
+        drawn_per_frame.push(drawn);
+        let stats = scheduler.last_frame_stats();
+        if stats.jobs != JOBS_PER_FRAME {
+            wrong_job_counts += 1;
+        }
         if f % 50 == 0 || f + 1 == frames {
-            let stats = scheduler.last_frame_stats();
             println!(
-                "frame {:>4}: {:>6} jobs, {:>8} arena bytes, {:>3} steals, {:>7.3} ms, {drawn} objects drawn",
+                "frame {:>4}: {:>6} jobs, {:>8} arena bytes, {:>4} steals, {:>7.3} ms, {drawn} objects drawn",
                 stats.index,
                 stats.jobs,
                 stats.arena_bytes,
                 stats.steals,
-                elapsed.as_secs_f64() * 1e3
+                ms(elapsed)
             );
         }
-    }
 
+        let start = Instant::now();
+        serial_frame(&mut serial_game, eye);
+        serial_times.push(start.elapsed());
+        serial_drawn.push(serial_game.visible.iter().sum::<u32>());
+    }
     let stats = scheduler.last_frame_stats();
-    let mut sorted = frame_times.clone();
-    sorted.sort();
-    let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p).round() as usize];
+
+    let median = percentile(&frame_times, 0.5);
+    let serial = percentile(&serial_times, 0.5);
     let total: Duration = frame_times.iter().sum();
     println!("---");
-    println!("jobs per frame:   {}", stats.jobs);
     println!(
-        "arena bytes:      {} used, {} kept for the next frame",
-        stats.arena_bytes, stats.arena_capacity
+        "jobs per frame:   {JOBS_PER_FRAME} ({} particle chunks, {ISLANDS} islands, {} contact \
+         batches, {} skeleton chunks, {} culling chunks)",
+        PARTICLES.div_ceil(PARTICLE_CHUNK),
+        ISLANDS * BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH),
+        SKELETONS.div_ceil(SKELETON_CHUNK),
+        OBJECTS.div_ceil(CULL_CHUNK),
     );
     println!(
-        "frame time:       median {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        ms(pct(0.5)),
-        ms(pct(0.99)),
-        ms(pct(1.0))
+        "arena bytes:      {} used by the last frame ({:.0} per job), {} kept for the next",
+        stats.arena_bytes,
+        stats.arena_bytes as f64 / JOBS_PER_FRAME as f64,
+        stats.arena_capacity
     );
     println!(
-        "frame time / job: {:.0} ns (median frame time / jobs per frame, work included)",
-        pct(0.5).as_nanos() as f64 / stats.jobs as f64
-    );
-    println!(
-        "total:            {:.1} ms for {} frames",
+        "frame time:       median {:.3} ms, p99 {:.3} ms, max {:.3} ms (run_frame on {workers} \
+         workers; {:.1} ms for all {frames} frames)",
+        ms(median),
+        ms(percentile(&frame_times, 0.99)),
+        ms(percentile(&frame_times, 1.0)),
         ms(total),
-        frames
     );
-    let heights: f32 = game.particles.iter().map(|p| p.pos[1]).sum::<f32>() / PARTICLES as f32;
-    let bodies: f32 = game.islands.iter().flatten().map(|b| b.pos[1]).sum::<f32>();
-    println!("state check:      mean particle height {heights:.3}, body height sum {bodies:.1}");
+    println!(
+        "serial time:      median {:.3} ms (the same frames as plain calls on one thread, no \
+         scheduler)",
+        ms(serial)
+    );
+    println!(
+        "speed-up:         {:.2}x of at most {workers}x (serial time / frame time, medians)",
+        serial.as_secs_f64() / median.as_secs_f64()
+    );
+    let overhead = workers as f64 * median.as_secs_f64() - serial.as_secs_f64();
+    println!(
+        "not the work:     {:.0} ns per job ({workers} workers x frame time - serial time, over \
+         {JOBS_PER_FRAME} jobs: spawning, queues, waiting at counters, idle or descheduled workers)",
+        overhead * 1e9 / JOBS_PER_FRAME as f64
+    );
+    println!(
+        "60 fps budget:    the median frame uses {:.1}% of 16.7 ms (serial: {:.1}%)",
+        100.0 * median.as_secs_f64() / BUDGET_60FPS.as_secs_f64(),
+        100.0 * serial.as_secs_f64() / BUDGET_60FPS.as_secs_f64()
+    );
+
+    let mut failed = false;
+    if wrong_job_counts == 0 {
+        println!(
+            "state check:      every frame spawned {JOBS_PER_FRAME} jobs, as the constants say"
+        );
+    } else {
+        println!(
+            "state check:      FAILED: {wrong_job_counts} of {frames} frames did not spawn \
+             {JOBS_PER_FRAME} jobs"
+        );
+        failed = true;
+    }
+    let differ = differences(&game, &serial_game);
+    if differ.is_empty() && drawn_per_frame == serial_drawn {
+        println!(
+            "state check:      after {frames} frames, the {PARTICLES} particles, {} bodies, \
+             {SKELETONS} skeletons and the objects drawn in each frame equal the serial run's, bit \
+             for bit",
+            ISLANDS * BODIES_PER_ISLAND
+        );
+    } else {
+        let mut differ = differ;
+        if drawn_per_frame != serial_drawn {
+            differ.push("objects drawn per frame");
+        }
+        println!(
+            "state check:      FAILED: the scheduled run and the serial run differ in: {}",
+            differ.join(", ")
+        );
+        failed = true;
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+/// The `p` quantile of `times` (0.5 the median, 1.0 the largest).
+fn percentile(times: &[Duration], p: f64) -> Duration {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn ms(d: Duration) -> f64 {
