@@ -84,7 +84,10 @@ fn step(scheduler: &mut Scheduler, bodies: &[Body]) -> (usize, f32) {
         let per = bodies.len().div_ceil(STRIPS);
         let mut strips = frame.vec_with_capacity(STRIPS);
         for s in 0..STRIPS {
-            let (lo, hi) = ((s * per).min(bodies.len()), ((s + 1) * per).min(bodies.len()));
+            let (lo, hi) = (
+                (s * per).min(bodies.len()),
+                ((s + 1) * per).min(bodies.len()),
+            );
             strips.push(frame.spawn(strip_contacts(frame, bodies, lo, hi)));
         }
         let (mut n, mut deepest) = (0, 0.0f32);
