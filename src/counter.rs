@@ -2,8 +2,9 @@
 //!
 //! A [`Counter`] is a `Copy` reference to a [`CounterInner`] in the arena of the thread that
 //! created it: an atomic value, a one-byte lock, and an intrusive list of the futures waiting for
-//! it to reach zero. Each waiting future carries its own list node, pinned inside it, so waiting
-//! allocates nothing and any number of jobs may wait at once.
+//! it to come down to a target (zero for `counter.await`, `n` for `counter.until(n)`). Each
+//! waiting future carries its own list node, pinned inside it, so waiting allocates nothing and
+//! any number of jobs may wait at once, each for its own target.
 
 use core::future::{Future, IntoFuture};
 use core::marker::PhantomPinned;
@@ -22,8 +23,9 @@ use crate::worker::Shared;
 /// [`Frame::spawn_counted`](crate::Frame::spawn_counted) adds one before it queues the job and
 /// takes it away when the job finishes (or panics); [`add`](Counter::add) and
 /// [`done`](Counter::done) adjust it by hand. `counter.await` completes once the value is zero,
-/// at once if it already is, for any number of awaiters. A waiter woken because the value reached
-/// zero completes even if the value has gone up again by the time it runs.
+/// at once if it already is, for any number of awaiters; [`until(n)`](Counter::until) completes
+/// once it is at most `n`. A waiter woken because the value reached its target completes even if
+/// the value has gone up again by the time it runs. The value is at most `usize::MAX / 2`.
 ///
 /// The counter lives in the frame arena: it is `Copy`, costs no `Arc`, and cannot leave its frame.
 ///
@@ -69,35 +71,37 @@ impl<'frame> Counter<'frame> {
     /// before. To wait for a counter, await it: awaiting is never held back.
     pub fn value(&self) -> usize {
         crate::worker::flush_pending_for(self.inner);
-        self.inner.value.load(Ordering::Acquire)
+        value_of(self.inner.value.load(Ordering::Acquire))
     }
 
     /// Adds `n` units of outstanding work.
     ///
     /// # Panics
-    /// If the value would overflow `usize`. The overflow is found before the value changes;
-    /// the counter is then set to zero and its awaiters are released, as for a surplus
+    /// If the value would go above `usize::MAX / 2`. The overflow is found before the value
+    /// changes; the counter is then set to zero and its awaiters are released, as for a surplus
     /// [`done`](Counter::done), so that the frame can finish and `run_frame` can report the
     /// panic instead of hanging on a count that will never come down.
     pub fn add(&self, n: usize) {
-        let mut v = self.inner.value.load(Ordering::Relaxed);
+        let mut w = self.inner.value.load(Ordering::Relaxed);
         loop {
-            let Some(new) = v.checked_add(n) else {
+            let v = value_of(w);
+            let Some(new) = v.checked_add(n).filter(|&new| new <= MAX_VALUE) else {
                 self.inner.release_all();
                 panic!(
                     "Counter::add({n}) overflowed the counter, whose value was {v}: a count of \
-                     outstanding work this large is a bug; the counter was set to zero and its \
-                     awaiters released"
+                     outstanding work above usize::MAX / 2 is a bug; the counter was set to zero \
+                     and its awaiters released"
                 );
             };
+            // Going up never releases a waiter: no lock, whatever waits.
             match self.inner.value.compare_exchange_weak(
-                v,
-                new,
+                w,
+                new << 1 | (w & TARGETS),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
-                Err(actual) => v = actual,
+                Err(actual) => w = actual,
             }
         }
     }
@@ -114,15 +118,42 @@ impl<'frame> Counter<'frame> {
             panic!("{msg}");
         }
     }
-}
 
-impl<'frame> IntoFuture for Counter<'frame> {
-    type Output = ();
-    type IntoFuture = CounterWait<'frame>;
-
-    fn into_future(self) -> CounterWait<'frame> {
+    /// Waits until the value is at most `n`: Naughty Dog's `WaitForCounter(counter, n)`.
+    ///
+    /// The future completes at once if the value is at most `n` when it is first polled;
+    /// otherwise once the value has come down to `n` or below after that, even if it has gone
+    /// up again (through [`add`](Counter::add) or
+    /// [`spawn_counted`](crate::Frame::spawn_counted)) by the time the waiter runs, and never
+    /// because of a value reached before it began to wait. `counter.until(0)` is
+    /// `counter.await`. Any number of waiters may wait at once, each for its own target, and
+    /// waiting allocates nothing: the future holds its own place in the counter's list.
+    ///
+    /// While some waiter waits for a target above zero, every decrement of the counter takes
+    /// its lock, and workers report finished counted jobs of the counter one by one instead of
+    /// in batches, so that no waiter is kept waiting behind a batch.
+    ///
+    /// ```
+    /// # use frame_scheduler::Scheduler;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+    /// let done = AtomicU32::new(0);
+    /// scheduler.run_frame(async |frame| {
+    ///     let loads = frame.counter();
+    ///     for _ in 0..10 {
+    ///         frame.spawn_counted(loads, async { done.fetch_add(1, Ordering::SeqCst); });
+    ///     }
+    ///     // Go on once at most 3 loads are outstanding.
+    ///     loads.until(3).await;
+    ///     assert!(done.load(Ordering::SeqCst) >= 7);
+    ///     loads.await;
+    ///     assert_eq!(done.load(Ordering::SeqCst), 10);
+    /// });
+    /// ```
+    pub fn until(self, n: usize) -> CounterWait<'frame> {
         CounterWait {
             counter: self.inner,
+            target: n,
             node: UnsafeCell::new(Waiter {
                 prev: ptr::null_mut(),
                 next: ptr::null_mut(),
@@ -130,6 +161,7 @@ impl<'frame> IntoFuture for Counter<'frame> {
                 queued: false,
                 notified: false,
                 epoch: 0,
+                target: n,
             }),
             registered: false,
             registered_ready: false,
@@ -138,39 +170,75 @@ impl<'frame> IntoFuture for Counter<'frame> {
     }
 }
 
+impl<'frame> IntoFuture for Counter<'frame> {
+    type Output = ();
+    type IntoFuture = CounterWait<'frame>;
+
+    /// `counter.await` is [`counter.until(0)`](Counter::until).
+    fn into_future(self) -> CounterWait<'frame> {
+        self.until(0)
+    }
+}
+
 pub(crate) const UNDERFLOW: &str = "Counter::done() called on a counter that is already 0: \
      every done() must match an earlier add(1), and jobs spawned with spawn_counted call it \
      themselves when they finish";
 
+/// The counter's value word holds the value shifted left by one; its low bit is this flag, set
+/// while some waiter waits for a target above zero (invariant 5). A decrement made without the
+/// lock compares and swaps the whole word, flag included, so it fails if a waiter with a target
+/// has registered since it looked, and then takes the lock.
+const TARGETS: usize = 1;
+
+/// The largest value a counter holds (one bit of the word is [`TARGETS`]).
+const MAX_VALUE: usize = usize::MAX >> 1;
+
+/// The value in a value word.
+#[inline]
+fn value_of(word: usize) -> usize {
+    word >> 1
+}
+
 /// The counter itself, in the frame arena.
 ///
 /// # When a waiter is released
-/// A waiter completes at once if the value is zero when it looks; otherwise it is released by
-/// the first zero reached *after* it registered, even if the value has gone up again by the
-/// time it runs, and never by an earlier one. To tell the two apart, the value reaches zero
-/// only under the lock, which then bumps `epoch`; a waiter records the epoch it registered in,
-/// and a zero's `notify_all` releases only the waiters of earlier epochs, however many batches
-/// it takes and whatever registers in between.
+/// A waiter for target `t` completes at once if the value is at most `t` when it looks;
+/// otherwise it is released by the first value at most `t` reached *after* it registered, even
+/// if the value has gone up again by the time it runs, and never by an earlier one. To tell the
+/// two apart, every change of the value that can release a waiter is made under the lock and
+/// bumps `epoch`: a decrement to zero always, and any decrement while [`TARGETS`] is set. A
+/// waiter records the epoch it registered in, and the change's `notify` releases only the
+/// waiters of earlier epochs whose target is at least the new value, however many batches it
+/// takes and whatever registers in between. A decrement made without the lock (the value stays
+/// above zero and no waiter has a target above zero) releases nobody, and increments never do.
 ///
 /// # Invariants
-/// 1. `waiters`, `epoch` and every node on the list are touched only while `locked` is held.
-/// 4. A transition of `value` to zero is made only while `locked` is held, and bumps `epoch`
-///    before the lock is released.
+/// 1. `waiters`, `epoch`, `targets` and every node on the list are touched only while `locked`
+///    is held.
 /// 2. Every node on the list belongs to a live, pinned `CounterWait`; a `CounterWait` takes its
 ///    node off the list (under the lock) before it is dropped.
 /// 3. Nothing here needs dropping: the arena's memory is simply reused at frame end. The list
 ///    is empty then, unless a waiting future was leaked (e.g. `Box::leak`): its node stays
 ///    valid, and is never touched again since the counter is gone with its frame.
+/// 4. A change of the value that can release a waiter (see above) is made only while `locked`
+///    is held, and bumps `epoch` before the lock is released.
+/// 5. [`TARGETS`] is set and cleared only while `locked` is held; whenever the lock is free it
+///    is set exactly when `targets` (the number of nodes on the list whose target is above
+///    zero) is not zero. A waiter sets it before it checks the value for the last time before
+///    going on the list, in the same critical section.
 pub(crate) struct CounterInner {
+    /// The value and [`TARGETS`] (see [`value_of`]).
     value: AtomicUsize,
     locked: AtomicBool,
     waiters: UnsafeCell<*mut Waiter>,
-    /// How many times the value has reached zero (under the lock; invariant 4).
+    /// How many changes of the value made under the lock (invariant 4).
     epoch: UnsafeCell<usize>,
+    /// Nodes on the list with a target above zero (invariant 5).
+    targets: UnsafeCell<usize>,
     pub(crate) shared: *const Shared,
 }
 
-// SAFETY: `value` and `locked` are atomic; `waiters` is guarded by `locked` (invariant 1).
+// SAFETY: `value` and `locked` are atomic; the rest is guarded by `locked` (invariant 1).
 unsafe impl Sync for CounterInner {}
 // SAFETY: as above; no thread-bound data.
 unsafe impl Send for CounterInner {}
@@ -183,9 +251,11 @@ struct Waiter {
     notified: bool,
     /// The counter's epoch when this node was put on the list.
     epoch: usize,
+    /// The value at or below which this waiter is released.
+    target: usize,
 }
 
-/// How many wakers `notify_all` gathers before it unlocks to wake them.
+/// How many wakers `notify` gathers before it unlocks to wake them.
 const WAKE_BATCH: usize = 16;
 
 impl CounterInner {
@@ -195,72 +265,85 @@ impl CounterInner {
             locked: AtomicBool::new(false),
             waiters: UnsafeCell::new(ptr::null_mut()),
             epoch: UnsafeCell::new(0),
+            targets: UnsafeCell::new(0),
             shared,
         }
+    }
+
+    /// Whether some waiter waits for a target above zero: workers then report this counter's
+    /// finished jobs at once instead of batching them (see `worker::run_job`).
+    #[inline]
+    pub(crate) fn has_targets(&self) -> bool {
+        self.value.load(Ordering::Relaxed) & TARGETS != 0
     }
 
     /// Adds one for a job about to be queued.
     ///
     /// # Panics
-    /// If the value was `usize::MAX`: the counter is then set to zero and its waiters released
-    /// (as `Counter::add` does on overflow), and the job is not spawned.
+    /// If the value was already `usize::MAX / 2`: the counter is then set to zero and its
+    /// waiters released (as `Counter::add` does on overflow), and the job is not spawned.
     pub(crate) fn increment(&self) {
-        if self.value.fetch_add(1, Ordering::Relaxed) == usize::MAX {
+        // The value sits above the flag bit: an overflow wraps it to zero and leaves the flag.
+        if value_of(self.value.fetch_add(2, Ordering::Relaxed)) == MAX_VALUE {
             self.release_all();
             panic!(
-                "Frame::spawn_counted overflowed its counter, which was at usize::MAX: a count \
-                 of outstanding work this large is a bug; the counter was set to zero and its \
-                 awaiters released"
+                "Frame::spawn_counted overflowed its counter, which was at usize::MAX / 2: a \
+                 count of outstanding work this large is a bug; the counter was set to zero and \
+                 its awaiters released"
             );
         }
     }
 
-    /// Takes one away; wakes the waiters when it reaches zero. `Err` if it was already zero.
+    /// Takes one away; wakes the waiters it releases. `Err` if it was already zero.
     pub(crate) fn decrement(&self) -> Result<(), &'static str> {
         self.decrement_by(1)
     }
 
-    /// Takes `n` away at once (a worker's batch of finished counted jobs); wakes the waiters
-    /// when it reaches zero. If the value is below `n` (a stray `done()` took some of it), the
-    /// counter is set to zero, its waiters are woken, and `Err` says so: the frame reports the
-    /// misuse as a panic instead of hanging on a counter that can never reach zero.
+    /// Takes `n` away at once (a worker's batch of finished counted jobs); wakes the waiters it
+    /// releases. If the value is below `n` (a stray `done()` took some of it), the counter is
+    /// set to zero, its waiters are woken, and `Err` says so: the frame reports the misuse as a
+    /// panic instead of hanging on a counter that can never reach zero.
     pub(crate) fn decrement_by(&self, n: usize) -> Result<(), &'static str> {
-        let mut v = self.value.load(Ordering::Relaxed);
-        loop {
-            if v > n {
+        let mut w = self.value.load(Ordering::Relaxed);
+        // Without the lock while the value stays above zero and no waiter has a target above
+        // zero: such a change releases nobody. The swap fails if a waiter with a target has set
+        // the flag since we looked (invariant 5).
+        while w & TARGETS == 0 && value_of(w) > n {
+            // `n < value_of(w)`, so `n << 1` cannot overflow.
+            match self.value.compare_exchange_weak(
+                w,
+                w - (n << 1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => w = actual,
+            }
+        }
+        // This may release waiters: only under the lock, bumping the epoch, so that waiters
+        // registering from now on are not released by it (invariant 4).
+        let (epoch, new, underflow) = {
+            let _guard = self.lock();
+            // Increments, and (while the flag is clear) other decrements, still change the
+            // value without the lock.
+            let mut w = self.value.load(Ordering::Relaxed);
+            loop {
+                let v = value_of(w);
+                let new = v.saturating_sub(n);
                 match self.value.compare_exchange_weak(
-                    v,
-                    v - n,
+                    w,
+                    new << 1 | (w & TARGETS),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return Ok(()),
-                    Err(actual) => v = actual,
+                    // SAFETY: we hold the lock and just changed the value under it.
+                    Ok(_) => break (unsafe { self.bump_epoch() }, new, v < n),
+                    Err(actual) => w = actual,
                 }
-                continue;
             }
-            // This takes the value to zero (or below, which is misuse): only under the lock,
-            // bumping the epoch, so that waiters registering from now on are not released by
-            // this zero (invariant 4).
-            let epoch = {
-                let _guard = self.lock();
-                match self
-                    .value
-                    .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
-                {
-                    // SAFETY: we hold the lock.
-                    Ok(_) => unsafe { self.bump_epoch() },
-                    Err(actual) => {
-                        v = actual;
-                        continue;
-                    }
-                }
-            };
-            // Every earlier zero released its own waiters, so at `v == 0` nobody should be
-            // left; a misused counter is released all the same, to be sure nothing hangs.
-            self.notify_all(epoch);
-            return if v < n { Err(UNDERFLOW) } else { Ok(()) };
-        }
+        };
+        self.notify(epoch, new);
+        if underflow { Err(UNDERFLOW) } else { Ok(()) }
     }
 
     /// Misuse: sets the value to zero and releases every waiter, so that nothing hangs on a
@@ -269,19 +352,21 @@ impl CounterInner {
     fn release_all(&self) {
         let epoch = {
             let _guard = self.lock();
-            self.value.store(0, Ordering::Release);
-            // SAFETY: we hold the lock.
+            // Keeps the flag (invariant 5: it follows the list, which `notify` empties).
+            self.value.fetch_and(TARGETS, Ordering::AcqRel);
+            // SAFETY: we hold the lock and just changed the value under it.
             unsafe { self.bump_epoch() }
         };
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.notify_all(epoch))) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.notify(epoch, 0))) {
             crate::job::raw::drop_quietly(payload);
         }
     }
 
-    /// Counts a zero just reached (invariant 4) and returns its epoch.
+    /// Counts a change of the value that may release waiters (invariant 4) and returns its
+    /// epoch.
     ///
     /// # Safety
-    /// 1. The lock is held, and the value has just been set to zero under it.
+    /// 1. The lock is held, and the value has just been changed under it.
     unsafe fn bump_epoch(&self) -> usize {
         // SAFETY: (1): `epoch` is guarded by the lock (invariant 1).
         self.epoch.with_mut(|e| unsafe {
@@ -302,10 +387,11 @@ impl CounterInner {
         CounterGuard(self)
     }
 
-    /// Wakes every waiter that registered before the zero of `epoch`, in batches so that no
-    /// waker runs under the lock. Waiters that register meanwhile (the value may go up again
-    /// and come down again while we wake) belong to later epochs and are left on the list.
-    fn notify_all(&self, epoch: usize) {
+    /// Wakes every waiter that registered before the change of `epoch`, which took the value to
+    /// `value`, and whose target is at least `value`; in batches, so that no waker runs under
+    /// the lock. Waiters that register meanwhile (the value may go up again and come down again
+    /// while we wake) belong to later epochs and are left on the list.
+    fn notify(&self, epoch: usize, value: usize) {
         let mut first_panic = None;
         loop {
             let mut wakers: [Option<Wake>; WAKE_BATCH] = Default::default();
@@ -319,8 +405,9 @@ impl CounterInner {
                         let node = cur;
                         cur = (*node).next;
                         // Epochs wrap; a node is older when it is behind `epoch` by less than
-                        // half the range (no frame reaches zero 2^63 times).
-                        if epoch.wrapping_sub((*node).epoch) as isize <= 0 {
+                        // half the range (no frame changes a counter 2^63 times).
+                        if epoch.wrapping_sub((*node).epoch) as isize <= 0 || (*node).target < value
+                        {
                             continue;
                         }
                         self.unlink(node);
@@ -331,7 +418,7 @@ impl CounterInner {
                 }
             }
             // A waker may panic (user code): wake every other waiter anyway, then pass the
-            // first panic on, so that no waiter is left asleep on a counter at zero.
+            // first panic on, so that no waiter is left asleep on a counter at its target.
             for waker in wakers.iter_mut().take(n) {
                 if let Some(w) = waker.take() {
                     if let Err(p) = catch_unwind(AssertUnwindSafe(|| w.wake())) {
@@ -357,11 +444,14 @@ impl Drop for CounterGuard<'_> {
     }
 }
 
-/// The future of `counter.await`: completes once the counter is zero.
+/// The future of `counter.await` and [`counter.until(n)`](Counter::until): completes once the
+/// counter is at most its target (zero for `counter.await`).
 ///
 /// Dropping it before it completes just stops waiting.
 pub struct CounterWait<'frame> {
     counter: &'frame CounterInner,
+    /// The node's target, readable without the lock (it never changes).
+    target: usize,
     node: UnsafeCell<Waiter>,
     /// Whether the node was ever put on the list. Only the owner of the future touches this,
     /// so it can be read without the lock: a node never registered is known to nobody else.
@@ -380,7 +470,11 @@ unsafe impl Sync for CounterWait<'_> {}
 impl core::fmt::Debug for CounterWait<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("CounterWait")
-            .field("value", &self.counter.value.load(Ordering::Relaxed))
+            .field(
+                "value",
+                &value_of(self.counter.value.load(Ordering::Relaxed)),
+            )
+            .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
@@ -392,8 +486,8 @@ impl Future for CounterWait<'_> {
         // SAFETY: we never move out of `self`; the node stays where it is pinned.
         let this = unsafe { self.get_unchecked_mut() };
         let counter = this.counter;
-        // Fast path: zero and never registered needs no lock.
-        if !this.registered && counter.value.load(Ordering::Acquire) == 0 {
+        // Fast path: at the target and never registered needs no lock.
+        if !this.registered && value_of(counter.value.load(Ordering::Acquire)) <= this.target {
             return Poll::Ready(());
         }
         // Clone before locking, drop the old waker after unlocking: a foreign waker's clone
@@ -421,13 +515,26 @@ impl CounterWait<'_> {
     /// 2. `self` is pinned (the node must not move once on the list).
     unsafe fn register_locked(&mut self, new: &mut Option<Wake>) -> Option<Wake> {
         let counter = self.counter;
+        let target = self.target;
         let node: *mut Waiter = self.node.with_mut(|n| n);
-        // SAFETY: (1), (2); neighbours on the list are live (invariant 2).
+        // SAFETY: (1), (2); neighbours on the list are live (invariant 2); `targets` is ours
+        // under the lock (invariant 1).
         unsafe {
             let n = &mut *node;
-            if n.notified || counter.value.load(Ordering::Acquire) == 0 {
+            let mut w = counter.value.load(Ordering::Acquire);
+            let set_flag =
+                !n.notified && !n.queued && target > 0 && w & TARGETS == 0 && value_of(w) > target;
+            if set_flag {
+                // From here on every decrement takes the lock, and so waits for us to be on the
+                // list; a decrement made without it before this point shows in the value read
+                // by this very swap (invariant 5).
+                w = counter.value.fetch_or(TARGETS, Ordering::AcqRel);
+            }
+            if n.notified || value_of(w) <= target {
                 if n.queued {
                     counter.unlink(node);
+                } else if set_flag && counter.targets.with(|t| *t) == 0 {
+                    counter.value.fetch_and(!TARGETS, Ordering::AcqRel);
                 }
                 self.registered_ready = true;
                 return n.waker.take();
@@ -443,6 +550,9 @@ impl CounterWait<'_> {
                     }
                     *head = node;
                 });
+                if target > 0 {
+                    counter.targets.with_mut(|t| *t += 1);
+                }
                 n.queued = true;
                 self.registered = true;
             }
@@ -452,10 +562,14 @@ impl CounterWait<'_> {
 }
 
 impl CounterInner {
+    /// Takes a node off the list; clears [`TARGETS`] when the last node with a target above
+    /// zero leaves (invariant 5).
+    ///
     /// # Safety
     /// 1. The lock is held and `node` is on the list.
     unsafe fn unlink(&self, node: *mut Waiter) {
-        // SAFETY: (1); neighbours are live list nodes (invariant 2).
+        // SAFETY: (1); neighbours are live list nodes (invariant 2); `targets` is ours under
+        // the lock (invariant 1).
         unsafe {
             let n = &mut *node;
             if n.prev.is_null() {
@@ -469,6 +583,15 @@ impl CounterInner {
             n.queued = false;
             n.prev = ptr::null_mut();
             n.next = ptr::null_mut();
+            if n.target > 0 {
+                let left = self.targets.with_mut(|t| {
+                    *t -= 1;
+                    *t
+                });
+                if left == 0 {
+                    self.value.fetch_and(!TARGETS, Ordering::AcqRel);
+                }
+            }
         }
     }
 }

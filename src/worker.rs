@@ -638,11 +638,17 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // Finished counted jobs held back in this worker's batch are taken off their counter
     // before any poll that could be waiting for them: a job of another counter, or a job
     // polled before (it yielded or was woken, and may be looking at this very counter). Only a
-    // job of the same counter starting for the first time keeps the batch growing.
+    // job of the same counter starting for the first time keeps the batch growing, and not
+    // while some `until(n)` waits on that counter for a target above zero (the batch could be
+    // what it waits for, and this job could keep the worker busy for long).
     let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
-    // SAFETY: (1): `search` is ours.
+    // SAFETY: (1): `search` is ours. A pending counter lives in the frame arena, and the frame
+    // cannot end before the batch is flushed (see `flush_pending`).
     let flush = shared.workers[index].search.with(|l| unsafe {
-        (*l).pending != 0 && (polled_before || !ptr::eq((*l).pending_counter, counter))
+        (*l).pending != 0
+            && (polled_before
+                || !ptr::eq((*l).pending_counter, counter)
+                || (*(*l).pending_counter).has_targets())
     });
     if flush {
         // SAFETY: (1).

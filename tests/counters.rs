@@ -1,17 +1,20 @@
 //! Counters as latches: many waiters, `add`/`done` by hand, underflow, already-zero counters,
-//! dropped waits, and a staged pipeline.
+//! dropped waits, a staged pipeline, and waits for a target (`until`).
 
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
 
 use frame_scheduler::yield_now;
 use futures::FutureExt;
 
 mod common;
 
-use common::{message, scheduler};
+use common::{message, scheduler, within};
 
 #[test]
 fn many_waiters_on_one_counter_are_all_released() {
@@ -279,4 +282,249 @@ fn staged_pipeline_runs_stages_in_order() {
             assert_eq!(scheduler.last_frame_stats().jobs, (STAGES * JOBS) as u64);
         }
     }
+}
+
+/// A waker that counts its wakes.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<Wakes>, Waker) {
+    let wakes = Arc::new(Wakes::default());
+    (wakes.clone(), Waker::from(wakes))
+}
+
+fn poll_with<F: Future + ?Sized>(f: Pin<&mut F>, waker: &Waker) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(waker))
+}
+
+/// Waiters for every target from 0 to 29, three each (more than the counter wakes in one
+/// batch), while the root takes the value down one at a time: after each step exactly the
+/// waiters whose target is at least the new value have been released, and each saw the value
+/// at most its target when it went on.
+#[test]
+fn many_waiters_with_many_targets_are_released_exactly_when_due() {
+    const TOP: usize = 30;
+    const PER_TARGET: usize = 3;
+    for workers in [1, 2, 4] {
+        within(60, move || {
+            let mut scheduler = scheduler(workers);
+            let released = AtomicUsize::new(0);
+            let early = AtomicUsize::new(0);
+            scheduler.run_frame(async |frame| {
+                let (released, early) = (&released, &early);
+                let c = frame.counter();
+                c.add(TOP);
+                let waiters = frame.counter();
+                for target in 0..TOP {
+                    for _ in 0..PER_TARGET {
+                        frame.spawn_counted(waiters, async move {
+                            c.until(target).await;
+                            // The value only goes down in this frame.
+                            if c.value() > target {
+                                early.fetch_add(1, SeqCst);
+                            }
+                            released.fetch_add(1, SeqCst);
+                        });
+                    }
+                }
+                for _ in 0..20 {
+                    yield_now().await;
+                }
+                assert_eq!(released.load(SeqCst), 0, "released above every target");
+                for value in (0..TOP).rev() {
+                    c.done();
+                    // Targets value..TOP are due.
+                    let due = (TOP - value) * PER_TARGET;
+                    while released.load(SeqCst) < due {
+                        yield_now().await;
+                    }
+                    assert_eq!(
+                        released.load(SeqCst),
+                        due,
+                        "with workers({workers}), at value {value}"
+                    );
+                }
+                waiters.await;
+            });
+            assert_eq!(released.load(SeqCst), TOP * PER_TARGET);
+            assert_eq!(early.load(SeqCst), 0, "waiters released above their target");
+        });
+    }
+}
+
+/// `until(n)` completes at once when the value is at most `n`, and waits when it is above.
+#[test]
+fn until_at_or_above_the_value_completes_at_once() {
+    let mut scheduler = scheduler(2);
+    scheduler.run_frame(async |frame| {
+        let c = frame.counter();
+        assert_eq!(c.until(0).now_or_never(), Some(()));
+        assert_eq!(c.until(usize::MAX).now_or_never(), Some(()));
+        c.add(3);
+        assert_eq!(c.until(3).now_or_never(), Some(()));
+        assert_eq!(c.until(10).now_or_never(), Some(()));
+        assert_eq!(c.until(2).now_or_never(), None);
+        assert_eq!(c.until(0).now_or_never(), None);
+        // From inside a job too.
+        let in_job = frame
+            .spawn(async move {
+                (
+                    c.until(3).now_or_never().is_some(),
+                    c.until(2).now_or_never().is_some(),
+                )
+            })
+            .await;
+        assert_eq!(in_job, (true, false));
+        c.add(usize::MAX / 2 - 3);
+        assert_eq!(c.until(usize::MAX / 2).now_or_never(), Some(()));
+        assert_eq!(c.until(usize::MAX / 2 - 1).now_or_never(), None);
+        c.add(0);
+        let err = catch_unwind(AssertUnwindSafe(|| c.add(1))).unwrap_err();
+        assert!(
+            message(&*err).contains("usize::MAX / 2"),
+            "{}",
+            message(&*err)
+        );
+    });
+}
+
+/// A waiter whose target was reached completes even if the value went up again before it was
+/// polled; one that registered after a value reached and left its target is not released by it.
+#[test]
+fn until_is_released_by_its_target_only_after_it_began_to_wait() {
+    let mut scheduler = scheduler(1);
+    scheduler.run_frame(async |frame| {
+        let c = frame.counter();
+        c.add(5);
+        let (wakes, waker) = counting_waker();
+        let mut w = Box::pin(c.until(2));
+        assert_eq!(poll_with(w.as_mut(), &waker), Poll::Pending);
+        c.done();
+        c.done();
+        assert_eq!(wakes.0.load(SeqCst), 0, "released at 3, above its target 2");
+        c.done();
+        assert_eq!(wakes.0.load(SeqCst), 1, "not released at its target");
+        c.add(5);
+        assert_eq!(c.value(), 7);
+        assert_eq!(poll_with(w.as_mut(), &waker), Poll::Ready(()));
+
+        // The value was 2 before this waiter began: that does not release it.
+        let (late_wakes, late_waker) = counting_waker();
+        let mut late = Box::pin(c.until(2));
+        assert_eq!(poll_with(late.as_mut(), &late_waker), Poll::Pending);
+        c.done();
+        assert_eq!(poll_with(late.as_mut(), &late_waker), Poll::Pending);
+        for _ in 0..4 {
+            c.done();
+        }
+        assert_eq!(late_wakes.0.load(SeqCst), 1);
+        assert_eq!(poll_with(late.as_mut(), &late_waker), Poll::Ready(()));
+        // Waiters dropped while waiting leave the counter working.
+        let mut dropped = Box::pin(c.until(0));
+        assert_eq!(poll_with(dropped.as_mut(), &waker), Poll::Pending);
+        drop(dropped);
+        c.done();
+        c.done();
+        assert_eq!(c.value(), 0);
+    });
+}
+
+/// `counter.until(0)` and `counter.await` behave alike, step by step: at once at zero, pending
+/// above, released by the next zero even if the value went up again, not by an earlier one.
+#[test]
+fn until_zero_is_await() {
+    fn steps<'f, W: Future<Output = ()> + 'f>(
+        c: frame_scheduler::Counter<'f>,
+        wait: impl Fn() -> W,
+    ) -> Vec<(bool, usize)> {
+        let mut log = Vec::new();
+        let (wakes, waker) = counting_waker();
+        let mut record = |p: Poll<()>| log.push((p.is_ready(), wakes.0.load(SeqCst)));
+        record(poll_with(Box::pin(wait()).as_mut(), &waker));
+        c.add(2);
+        let mut w = Box::pin(wait());
+        record(poll_with(w.as_mut(), &waker));
+        c.done();
+        record(poll_with(w.as_mut(), &waker));
+        c.done();
+        c.add(1);
+        let mut late = Box::pin(wait());
+        record(poll_with(late.as_mut(), &waker));
+        record(poll_with(w.as_mut(), &waker));
+        c.done();
+        record(poll_with(late.as_mut(), &waker));
+        log
+    }
+    let mut scheduler = scheduler(2);
+    let (until, awaited) = scheduler.run_frame(async |frame| {
+        let c = frame.counter();
+        let until = steps(c, || c.until(0));
+        let d = frame.counter();
+        let awaited = steps(d, || d.into_future());
+        (until, awaited)
+    });
+    assert_eq!(
+        until,
+        [
+            (true, 0),
+            (false, 0),
+            (false, 0),
+            (false, 1),
+            (true, 1),
+            (true, 2)
+        ]
+    );
+    assert_eq!(until, awaited);
+}
+
+/// Workers take finished counted jobs off their counter in batches. A job that blocks its
+/// thread until an `until(1)` waiter is released must not find that waiter stuck behind the
+/// batch its own worker holds of the same counter's finished jobs.
+#[test]
+fn until_is_not_held_back_by_a_batch_of_finished_jobs() {
+    const QUICK: usize = 40;
+    within(120, || {
+        let mut scheduler = scheduler(2);
+        for round in 0..50 {
+            let (wakes, waker) = counting_waker();
+            let gave_up = AtomicBool::new(false);
+            scheduler.run_frame(async |frame| {
+                let (wakes, gave_up) = (&wakes, &gave_up);
+                let c = frame.counter();
+                // Units held by hand, so that the waiter goes on before any job finishes.
+                c.add(QUICK);
+                let mut wait = Box::pin(c.until(1));
+                assert_eq!(poll_with(wait.as_mut(), &waker), Poll::Pending);
+                frame.spawn_counted(c, async move {
+                    let start = Instant::now();
+                    while wakes.0.load(SeqCst) == 0 {
+                        if start.elapsed() > Duration::from_secs(5) {
+                            gave_up.store(true, SeqCst);
+                            return;
+                        }
+                        std::hint::spin_loop();
+                    }
+                });
+                for _ in 0..QUICK {
+                    frame.spawn_counted(c, async {});
+                }
+                for _ in 0..QUICK {
+                    c.done();
+                }
+                c.await;
+                assert_eq!(poll_with(wait.as_mut(), &waker), Poll::Ready(()));
+            });
+            assert!(
+                !gave_up.load(SeqCst),
+                "round {round}: the until(1) waiter was held back by a batch"
+            );
+            assert_eq!(wakes.0.load(SeqCst), 1);
+        }
+    });
 }

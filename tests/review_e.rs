@@ -38,7 +38,7 @@ fn spawn_counted_on_a_counter_at_max_wraps_to_zero_silently() {
         let result = catch_unwind(AssertUnwindSafe(|| {
             scheduler.run_frame(async |frame| {
                 let c = frame.counter();
-                c.add(usize::MAX);
+                c.add(usize::MAX / 2); // the largest value a counter holds
                 // Overflows: a documented panic would be fine; a silent wrap is not.
                 frame.spawn_counted(c, async { ran.store(true, Ordering::SeqCst) });
                 let v = c.value();
@@ -73,7 +73,7 @@ fn spawn_counted_wrapping_the_counter_strands_a_registered_waiter() {
         let _ = catch_unwind(AssertUnwindSafe(|| {
             scheduler.run_frame(async |frame| {
                 let c = frame.counter();
-                c.add(usize::MAX);
+                c.add(usize::MAX / 2); // the largest value a counter holds
                 // One worker: the waiter runs during the yield and registers (value MAX).
                 let waiter = frame.spawn(async move { c.await });
                 yield_now().await;
