@@ -64,7 +64,7 @@ impl Default for Scheduler {
 
 /// Configures a [`Scheduler`]. Made by [`Scheduler::builder`]; nothing happens until
 /// [`build`](SchedulerBuilder::build).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a SchedulerBuilder does nothing until build() is called"]
 pub struct SchedulerBuilder {
     workers: Option<usize>,
@@ -74,6 +74,28 @@ pub struct SchedulerBuilder {
     queue_capacity: usize,
     pin_threads: bool,
     stack_size: Option<usize>,
+    on_worker_start: Option<ThreadHook>,
+    on_worker_stop: Option<ThreadHook>,
+}
+
+/// A hook run on a background worker thread, given the worker's index.
+type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+impl fmt::Debug for SchedulerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hook = |h: &Option<ThreadHook>| h.as_ref().map(|_| "Fn(usize)");
+        f.debug_struct("SchedulerBuilder")
+            .field("workers", &self.workers)
+            .field("arena_capacity", &self.arena_capacity)
+            .field("arena_block_size", &self.arena_block_size)
+            .field("arena_trim_after", &self.arena_trim_after)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("pin_threads", &self.pin_threads)
+            .field("stack_size", &self.stack_size)
+            .field("on_worker_start", &hook(&self.on_worker_start))
+            .field("on_worker_stop", &hook(&self.on_worker_stop))
+            .finish()
+    }
 }
 
 /// Why a [`SchedulerBuilder`] could not build: the message says what to change.
@@ -174,15 +196,87 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Runs `f(index)` on each background worker thread (indices `1..workers`, threads named
+    /// `frame-worker-{index}`) when it starts, before it looks for any job: the place to name
+    /// the thread for a profiler, or set its priority or affinity. [`build`](Self::build)
+    /// returns only once every start hook has returned. The thread calling `run_frame` (worker
+    /// 0) is not a background thread: no hook runs for it. Calling this again replaces the
+    /// hook. Default: none.
+    ///
+    /// If the hook panics, `build` stops and joins the threads already started (running their
+    /// [`on_worker_stop`](Self::on_worker_stop) hooks; not the stop hook of a thread whose
+    /// start hook panicked) and returns a [`BuildError`] naming the hook, the worker and the
+    /// panic's message.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use frame_scheduler::Scheduler;
+    ///
+    /// let started = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&started);
+    /// let scheduler = Scheduler::builder()
+    ///     .workers(3)
+    ///     .on_worker_start(move |index| {
+    ///         let name = std::thread::current().name().map(str::to_owned);
+    ///         assert_eq!(name, Some(format!("frame-worker-{index}")));
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()?;
+    /// // Two background threads; the caller of run_frame is the third worker.
+    /// assert_eq!(started.load(Ordering::SeqCst), 2);
+    /// # drop(scheduler);
+    /// # Ok::<(), frame_scheduler::BuildError>(())
+    /// ```
+    pub fn on_worker_start(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_start = Some(Arc::new(f));
+        self
+    }
+
+    /// Runs `f(index)` on each background worker thread just before it exits, when the
+    /// [`Scheduler`] is dropped (its drop returns once every thread has run it). Not run for
+    /// the thread calling `run_frame`, nor on a thread whose
+    /// [`on_worker_start`](Self::on_worker_start) hook panicked. Calling this again replaces
+    /// the hook. Default: none.
+    ///
+    /// A panic in the hook is caught on its thread: it is reported on stderr (by the panic
+    /// hook, and by a line saying which worker's stop hook it was), the thread exits normally,
+    /// and the other threads still stop and run their own stop hooks; dropping the scheduler
+    /// neither hangs nor panics.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use frame_scheduler::Scheduler;
+    ///
+    /// let stopped = Arc::new(AtomicUsize::new(0));
+    /// let count = Arc::clone(&stopped);
+    /// let scheduler = Scheduler::builder()
+    ///     .workers(3)
+    ///     .on_worker_stop(move |_index| {
+    ///         count.fetch_add(1, Ordering::SeqCst);
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(stopped.load(Ordering::SeqCst), 0);
+    /// drop(scheduler);
+    /// assert_eq!(stopped.load(Ordering::SeqCst), 2);
+    /// # Ok::<(), frame_scheduler::BuildError>(())
+    /// ```
+    pub fn on_worker_stop(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.on_worker_stop = Some(Arc::new(f));
+        self
+    }
+
     /// Starts the worker threads, and returns once every one of them is running.
     ///
     /// # Errors
     /// A [`BuildError`] whose message says what to change when a setting is out of range
     /// (`workers` 0 or above [`MAX_WORKERS`], `arena_capacity` below 1 KiB, `arena_block_size`
     /// outside 4 KiB to 256 MiB, `arena_trim_after` outside 1 to 65 536, `stack_size` below
-    /// 64 KiB, `queue_capacity` below 16 or above 2^24), when `pin_threads(true)` asks for more cores than the process
-    /// has, when the memory for the arenas or queues cannot be allocated, or when the operating
-    /// system refuses to start a thread.
+    /// 64 KiB, `queue_capacity` below 16 or above 2^24), when `pin_threads(true)` asks for more
+    /// cores than the process has, when the memory for the arenas or queues cannot be
+    /// allocated, when the operating system refuses to start a thread, or when an
+    /// [`on_worker_start`](Self::on_worker_start) hook panics.
     ///
     /// ```
     /// let err = frame_scheduler::Scheduler::builder().workers(0).build().unwrap_err();
@@ -292,12 +386,17 @@ impl SchedulerBuilder {
             stats: FrameStats::default(),
         };
         // `build` returns once every worker thread is running: the first frame starts with all
-        // of them, and the threads' own start-up (which allocates) is over before it.
-        let started = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+        // of them, and the threads' own start-up (which allocates, and runs the start hooks) is
+        // over before it.
+        let started = Arc::new((
+            std::sync::Mutex::new(Startup::default()),
+            std::sync::Condvar::new(),
+        ));
         for index in 1..workers {
             let shared = Arc::clone(&scheduler.shared);
             let started = Arc::clone(&started);
             let core = cores.get(index).copied();
+            let (on_start, on_stop) = (self.on_worker_start.clone(), self.on_worker_stop.clone());
             let mut thread = std::thread::Builder::new().name(format!("frame-worker-{index}"));
             if let Some(bytes) = self.stack_size {
                 thread = thread.stack_size(bytes);
@@ -306,13 +405,31 @@ impl SchedulerBuilder {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
+                let hook = on_start.map_or(Ok(()), |hook| run_hook(&*hook, index));
+                let ok = hook.is_ok();
                 {
-                    let (count, cv) = &*started;
-                    *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    let (state, cv) = &*started;
+                    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    state.reported += 1;
+                    if let Err(msg) = hook {
+                        state.failed.get_or_insert((index, msg));
+                    }
                     cv.notify_all();
                 }
                 drop(started);
+                if !ok {
+                    return;
+                }
                 worker::main_loop(&shared, index);
+                drop(shared);
+                if let Some(hook) = on_stop {
+                    if let Err(msg) = run_hook(&*hook, index) {
+                        eprintln!(
+                            "frame-scheduler: the on_worker_stop hook panicked on worker \
+                                 {index} ({msg}); the panic was caught and the thread exits"
+                        );
+                    }
+                }
             });
             match spawned {
                 Ok(handle) => scheduler.threads.push(handle),
@@ -325,14 +442,48 @@ impl SchedulerBuilder {
                 }
             }
         }
-        let (count, cv) = &*started;
-        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
-        while *n < workers - 1 {
-            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        let (state, cv) = &*started;
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.reported < workers - 1 {
+            state = cv.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        drop(n);
+        if let Some((index, msg)) = state.failed.take() {
+            drop(state);
+            // Dropping `scheduler` stops and joins the threads started (their stop hooks run).
+            drop(scheduler);
+            return Err(BuildError::new(format!(
+                "the on_worker_start hook panicked on worker {index} (thread \
+                 frame-worker-{index}): {msg}; the worker threads already started were stopped \
+                 and joined"
+            )));
+        }
+        drop(state);
         Ok(scheduler)
     }
+}
+
+/// What the worker threads report to `build` as they start.
+#[derive(Default)]
+struct Startup {
+    /// Threads that have run their start hook (or have none).
+    reported: usize,
+    /// The first worker whose start hook panicked, and the panic's message.
+    failed: Option<(usize, String)>,
+}
+
+/// Runs a thread hook, catching a panic: `Err` holds its message.
+fn run_hook(hook: &(dyn Fn(usize) + Send + Sync), index: usize) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| hook(index))).map_err(|payload| {
+        let msg = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "a panic payload that is not a string".to_owned()
+        };
+        crate::job::raw::drop_quietly(payload);
+        msg
+    })
 }
 
 impl Scheduler {
@@ -357,6 +508,8 @@ impl Scheduler {
             queue_capacity: 16384,
             pin_threads: false,
             stack_size: None,
+            on_worker_start: None,
+            on_worker_stop: None,
         }
     }
 

@@ -70,12 +70,20 @@ fn two_targets_with_concurrent_decrements_lose_no_wakeup() {
         let (mut w2, w2_wakes, w2_waker, first) = y.join().unwrap();
 
         assert_eq!(model.counter().value(), 1);
-        assert_eq!(w1_wakes.get(), 1, "W1 (target 1) was not woken exactly once");
+        assert_eq!(
+            w1_wakes.get(),
+            1,
+            "W1 (target 1) was not woken exactly once"
+        );
         assert_eq!(poll_once(w1.as_mut(), &w1_waker), Poll::Ready(()));
         if first.is_ready() {
             assert_eq!(w2_wakes.get(), 0, "W2 completed at once and was woken too");
         } else {
-            assert_eq!(w2_wakes.get(), 1, "W2 (target 2) was not woken exactly once");
+            assert_eq!(
+                w2_wakes.get(),
+                1,
+                "W2 (target 2) was not woken exactly once"
+            );
             assert_eq!(poll_once(w2.as_mut(), &w2_waker), Poll::Ready(()));
         }
     });
