@@ -379,6 +379,8 @@ impl SchedulerBuilder {
         }
         let states = states.into_boxed_slice();
         let shared = Arc::new_cyclic(|this| Shared::new(states, pool, this.as_ptr()));
+        // Counted before the `Scheduler` exists, whose drop uncounts it.
+        waker::scheduler_started();
         let mut scheduler = Scheduler {
             shared,
             threads: Vec::new(),
@@ -792,6 +794,7 @@ impl Drop for Scheduler {
             w.local.with_mut(|l| unsafe { (*l).cells.free_all() });
         }
         lock(&self.shared.foreign).cells.free_all();
+        waker::scheduler_stopped();
     }
 }
 

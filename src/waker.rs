@@ -114,15 +114,16 @@ impl WakeCell {
 /// a kept waker then costs no allocation in the frames after it. The lock is taken only when a
 /// pool runs dry and when an orphaned cell's last waker is dropped, never on the spawn path.
 #[cfg(not(loom))]
-static RECYCLED: std::sync::Mutex<Recycled> = std::sync::Mutex::new(Recycled(ptr::null_mut()));
+static RECYCLED: std::sync::Mutex<Recycled> = std::sync::Mutex::new(Recycled(ptr::null_mut(), 0));
 
-/// The head of the recycling list.
+/// The head of the recycling list, and how many schedulers are alive (while none is, cells
+/// are freed instead: nothing would reuse them).
 ///
 /// # Invariants
 /// 1. Every cell on the list is unreferenced, made by `Box::new`, and reached only through the
 ///    list (whose lock makes its `next` ours).
 #[cfg(not(loom))]
-struct Recycled(*mut WakeCell);
+struct Recycled(*mut WakeCell, usize);
 
 // SAFETY: the cells on the list are reached only through it, under its lock (invariant 1).
 #[cfg(not(loom))]
@@ -137,6 +138,12 @@ unsafe fn recycle(cell: *mut WakeCell) {
     #[cfg(not(loom))]
     {
         let mut list = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+        if list.1 == 0 {
+            drop(list);
+            // SAFETY: (1).
+            drop(unsafe { Box::from_raw(cell) });
+            return;
+        }
         // SAFETY: (1): the cell is ours; invariant 1 of the list for the rest.
         unsafe {
             (*cell).state.store(0, Ordering::Relaxed);
@@ -147,6 +154,39 @@ unsafe fn recycle(cell: *mut WakeCell) {
     #[cfg(loom)]
     // SAFETY: (1).
     drop(unsafe { Box::from_raw(cell) });
+}
+
+/// A scheduler was built: orphaned cells are worth keeping for reuse.
+pub(crate) fn scheduler_started() {
+    #[cfg(not(loom))]
+    {
+        RECYCLED.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+    }
+}
+
+/// A scheduler was dropped. When it was the last, every recycled cell is freed (and cells
+/// orphaned later are freed by their last waker), so that no memory is kept for schedulers
+/// that no longer exist.
+pub(crate) fn scheduler_stopped() {
+    #[cfg(not(loom))]
+    {
+        let mut cur = {
+            let mut list = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+            list.1 -= 1;
+            if list.1 > 0 {
+                return;
+            }
+            core::mem::replace(&mut list.0, ptr::null_mut())
+        };
+        while let Some(cell) = NonNull::new(cur) {
+            // SAFETY: list invariant 1: the cells were unreferenced and made by `Box::new`; we
+            // took the whole list, so they are ours alone.
+            unsafe {
+                cur = cell.as_ref().next.with(|n| *n);
+                drop(Box::from_raw(cell.as_ptr()));
+            }
+        }
+    }
 }
 
 /// A cell from the recycling list, if it has one.

@@ -69,12 +69,17 @@ fn heap_ops<R>(f: impl FnOnce() -> R) -> (R, (usize, usize)) {
     (out, ops)
 }
 
-/// What a waker of an orphaned cell may do to the heap: nothing. The last one dropped hands
-/// its cell to the process-wide recycling list rather than freeing it, so that kept wakers
-/// cost later frames no allocation (tests/zero_alloc.rs checks the reuse, and CI's valgrind
-/// run that no cell leaks or is freed twice).
+/// What a waker of an orphaned cell may do to the heap: nothing, except that the last one
+/// dropped gives up its cell: to the process-wide recycling list while any scheduler is alive
+/// (no heap operation; tests/zero_alloc.rs checks the reuse), or back to the system (one
+/// free) when none is. Tests here run beside others' schedulers, so either may happen; CI's
+/// valgrind run checks that no cell leaks or is freed twice.
 const NOTHING: (usize, usize) = (0, 0);
-const RECYCLES_ITS_CELL: (usize, usize) = (0, 0);
+
+/// Checks what the last waker of a cell did to the heap (see [`NOTHING`]).
+fn gave_up_its_cell(ops: (usize, usize)) -> bool {
+    ops == (0, 0) || ops == (0, 1)
+}
 
 /// Stashes a clone of its waker into `slot` and completes at once.
 struct Stash<'a>(&'a Mutex<Option<Waker>>);
@@ -310,7 +315,7 @@ fn waker_kept_past_frame_end_is_noop_and_never_reaches_next_frames_job() {
             assert_eq!(ops, NOTHING);
             let next = frame_with_parked_job(&mut scheduler, Some(&stale));
             // The only waker of its cell: dropping it recycles the cell.
-            assert_eq!(heap_ops(|| drop(stale)).1, RECYCLES_ITS_CELL);
+            assert_eq!(heap_ops(|| drop(stale)).1, NOTHING);
             stale = next;
         }
     }
@@ -424,12 +429,12 @@ fn waker_kept_past_scheduler_drop_is_noop() {
         });
         // This thread still holds a waker of every cell.
         assert_eq!(t.join().unwrap(), NOTHING);
-        assert_eq!(heap_ops(|| job.wake()).1, RECYCLES_ITS_CELL);
+        assert!(gave_up_its_cell(heap_ops(|| job.wake()).1));
         let (root2, ops) = heap_ops(|| root.clone());
         assert_eq!(ops, NOTHING);
         assert_eq!(heap_ops(|| drop(root)).1, NOTHING);
-        assert_eq!(heap_ops(|| root2.wake()).1, RECYCLES_ITS_CELL);
-        assert_eq!(heap_ops(|| drop(local)).1, RECYCLES_ITS_CELL);
+        assert!(gave_up_its_cell(heap_ops(|| root2.wake()).1));
+        assert!(gave_up_its_cell(heap_ops(|| drop(local)).1));
     }
 }
 
@@ -485,7 +490,7 @@ fn waker_cloned_on_a_scoped_thread_during_poll_works_and_outlives_frame() {
         for w in kept {
             assert_eq!(heap_ops(|| w.wake_by_ref()).1, NOTHING);
             // The only waker of its cell.
-            assert_eq!(heap_ops(|| w.wake()).1, RECYCLES_ITS_CELL);
+            assert!(gave_up_its_cell(heap_ops(|| w.wake()).1));
         }
     }
 }
