@@ -380,7 +380,7 @@ impl SchedulerBuilder {
         let states = states.into_boxed_slice();
         let shared = Arc::new_cyclic(|this| Shared::new(states, pool, this.as_ptr()));
         // Counted before the `Scheduler` exists, whose drop uncounts it.
-        waker::scheduler_started();
+        waker::scheduler_started(workers);
         let mut scheduler = Scheduler {
             shared,
             threads: Vec::new(),

@@ -156,12 +156,24 @@ unsafe fn recycle(cell: *mut WakeCell) {
     drop(unsafe { Box::from_raw(cell) });
 }
 
-/// A scheduler was built: orphaned cells are worth keeping for reuse.
-pub(crate) fn scheduler_started() {
+/// A scheduler of `workers` workers was built: orphaned cells are worth keeping for reuse.
+/// The list gets one spare cell per worker: in a steady frame where each job replaces a kept
+/// waker with a new one, every worker may take a cell before any old one comes back, and the
+/// list must not run dry then.
+pub(crate) fn scheduler_started(workers: usize) {
     #[cfg(not(loom))]
     {
-        RECYCLED.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+        let mut list = RECYCLED.lock().unwrap_or_else(|e| e.into_inner());
+        list.1 += 1;
+        for _ in 0..workers {
+            let cell = Box::into_raw(Box::new(WakeCell::new()));
+            // SAFETY: a new cell, ours; list invariant 1 for the rest.
+            unsafe { (*cell).next.with_mut(|n| *n = list.0) };
+            list.0 = cell;
+        }
     }
+    #[cfg(loom)]
+    let _ = workers;
 }
 
 /// A scheduler was dropped. When it was the last, every recycled cell is freed (and cells
