@@ -149,7 +149,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     }
 
     /// [`Frame::alloc_raw`] for a caller that already knows which thread it is on.
-    fn alloc_for<T>(&self, cur: worker::Current, value: T) -> NonNull<T> {
+    pub(crate) fn alloc_for<T>(&self, cur: worker::Current, value: T) -> NonNull<T> {
         let p = self.alloc_layout_for(cur, Layout::new::<T>()).cast::<T>();
         // SAFETY: fresh room for a `T`.
         unsafe { p.as_ptr().write(value) };
@@ -171,7 +171,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         }
     }
 
-    fn spawn_raw<F: Future + 'frame>(
+    pub(crate) fn spawn_raw<F: Future + 'frame>(
         &'frame self,
         future: F,
         kind: JobKind,

@@ -146,6 +146,7 @@ mod job;
 #[doc(hidden)]
 pub mod loom_api;
 mod memory;
+pub mod parallel;
 mod scheduler;
 mod sleep;
 mod stats;
@@ -156,6 +157,7 @@ mod worker;
 pub use counter::{Counter, CounterWait};
 pub use frame::{Frame, JobHandle, yield_now};
 pub use memory::{FrameVec, FrameVecIntoIter};
+pub use parallel::ChunksJob;
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
 pub use stats::FrameStats;
 

@@ -318,7 +318,7 @@ impl Shared {
     /// pushing job may block its thread or compute for long after this push, so a worker that
     /// is going to sleep must either see the job or be woken.
     #[inline]
-    fn wake_thief(&self, index: usize) {
+    pub(crate) fn wake_thief(&self, index: usize) {
         self.sleep.notify_one_strict(index);
     }
 
