@@ -28,6 +28,10 @@
 //! assert!(skeletons.iter().all(|&b| b == 3));
 //! ```
 //!
+//! Loops over ranges and slices ([`Frame::parallel_for`], [`Frame::for_each_chunk`],
+//! [`Frame::spawn_batch`]), how to choose their `min_len`, and what to do when the compiler
+//! says E0499, E0597, E0282 or E0521 about a frame: see [`parallel`].
+//!
 //! # What the compiler refuses
 //! The frame's safety rests on lifetimes and `Send`; these programs must not compile. Each is
 //! followed by the same program with the offending line fixed, which must compile and run, so

@@ -59,12 +59,14 @@
 //! ```
 //!
 //! ## E0597 on data built inside the frame and lent to jobs
-//! Jobs may borrow only what outlives the frame; a local of the root future does not.
+//! Jobs may borrow only what outlives the frame; a local of the root future does not. (Without
+//! the `move`, the same mistake reads E0373, "closure may outlive the current function".)
 //! ```compile_fail,E0597
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
 //! scheduler.run_frame(async |frame| {
 //!     let weights: Vec<f32> = (0..100).map(|i| i as f32).collect();
-//!     frame.parallel_for(0..100, 16, |r| { let _ = &weights[r]; }).await;
+//!     let weights = &weights;
+//!     frame.parallel_for(0..100, 16, move |r| { let _ = &weights[r]; }).await;
 //! });
 //! ```
 //! Build it before `run_frame` (and keep the `Vec` from frame to frame, so that its memory is
@@ -73,9 +75,9 @@
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
 //! let mut weights: Vec<f32> = Vec::new();
 //! weights.extend((0..100).map(|i| i as f32));
-//! let weights = &weights;
 //! scheduler.run_frame(async |frame| {
-//!     frame.parallel_for(0..100, 16, |r| { let _ = &weights[r]; }).await;
+//!     let weights = &weights;
+//!     frame.parallel_for(0..100, 16, move |r| { let _ = &weights[r]; }).await;
 //! });
 //! ```
 //!
@@ -92,13 +94,24 @@
 //! assert_eq!(one, 1);
 //! ```
 //!
-//! ## E0521 in a helper function that takes `&Frame`
+//! ## E0521, E0621 or "lifetime may not live long enough" in a helper that takes `&Frame`
 //! With elided lifetimes the helper promises nothing about how long `frame` and the data live,
-//! but a job needs both for the whole frame.
-//! ```compile_fail,E0521
+//! but a job needs both for the whole frame. Today's compiler says "lifetime may not live long
+//! enough" (no code); with the frame's lifetime named but not the data's, E0621; with
+//! `&'static Frame<'static, 'static>`, E0521 ("borrowed data escapes outside of function").
+//! The fix is the same.
+//! ```compile_fail
 //! use frame_scheduler::Frame;
 //! struct Body { v: f32 }
 //! fn spawn_physics(frame: &Frame, bodies: &mut [Body]) {
+//!     let c = frame.counter();
+//!     frame.spawn_counted(c, async move { bodies.iter_mut().for_each(|b| b.v += 1.0) });
+//! }
+//! ```
+//! ```compile_fail,E0621
+//! use frame_scheduler::Frame;
+//! struct Body { v: f32 }
+//! fn spawn_physics<'f, 'e>(frame: &'f Frame<'f, 'e>, bodies: &mut [Body]) {
 //!     let c = frame.counter();
 //!     frame.spawn_counted(c, async move { bodies.iter_mut().for_each(|b| b.v += 1.0) });
 //! }

@@ -154,9 +154,72 @@ fn check(workers: usize) {
     );
 }
 
+/// Data-parallel loops: `parallel_for`, two `for_each_chunk` passes over one slice, and a
+/// `spawn_batch` of 1000 jobs. Their pieces are arena jobs too.
+fn parallel_workload(
+    scheduler: &mut Scheduler,
+    items: &mut [u64],
+    sum: &std::sync::atomic::AtomicU64,
+) {
+    scheduler.run_frame(async |frame: &Frame<'_, '_>| {
+        let for_loop = frame.parallel_for(0..100_000, 64, |r| {
+            sum.fetch_add(r.len() as u64, Ordering::Relaxed);
+        });
+        let items = frame
+            .for_each_chunk(items, 256, |start, c| {
+                c.iter_mut()
+                    .enumerate()
+                    .for_each(|(k, x)| *x += (start + k) as u64)
+            })
+            .await;
+        let (left, right) = items.split_at_mut(1000);
+        let batch = frame.counter();
+        frame.spawn_batch(batch, left.iter_mut().map(|x| async move { *x += 1 }));
+        frame
+            .for_each_chunk(right, 1, |_, c| c.iter_mut().for_each(|x| *x += 1))
+            .await;
+        batch.await;
+        for_loop.await;
+    });
+}
+
+fn check_parallel(workers: usize) {
+    let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+    let mut items = vec![0u64; 100_000];
+    let sum = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..50 {
+        parallel_workload(&mut scheduler, &mut items, &sum);
+    }
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..100 {
+        parallel_workload(&mut scheduler, &mut items, &sum);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let (allocs, bytes) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    // The work really happened, 150 times.
+    for (i, x) in items.iter().enumerate() {
+        assert_eq!(*x, 150 * (i as u64 + 1), "item {i}");
+    }
+    assert_eq!(sum.load(Ordering::SeqCst), 150 * 100_000);
+    println!(
+        "workers({workers}): 100 frames of loops ({} jobs in the last): {allocs} heap \
+         allocations, {bytes} bytes",
+        scheduler.last_frame_stats().jobs
+    );
+    assert_eq!(
+        allocs, 0,
+        "steady-state frames of loops allocated {allocs} times ({bytes} bytes)"
+    );
+}
+
 fn main() {
     for workers in [1, 2, 4, 8, 16] {
         check(workers);
     }
-    println!("zero_alloc: 5 passed, 0 failed");
+    for workers in [1, 2, 4] {
+        check_parallel(workers);
+    }
+    println!("zero_alloc: 8 passed, 0 failed");
 }
