@@ -29,8 +29,8 @@
 //! ```
 //!
 //! Loops over ranges and slices ([`Frame::parallel_for`], [`Frame::for_each_chunk`],
-//! [`Frame::spawn_batch`]), how to choose their `min_len`, and what to do when the compiler
-//! says E0499, E0597, E0282 or E0521 about a frame: see [`parallel`].
+//! [`Frame::map`], [`Frame::spawn_batch`]), how to choose their `min_len`, and what to do when
+//! the compiler says E0499, E0597, E0282 or E0521 about a frame: see [`parallel`].
 //!
 //! # What the compiler refuses
 //! The frame's safety rests on lifetimes and `Send`; these programs must not compile. Each is
@@ -161,7 +161,7 @@ mod worker;
 pub use counter::{Counter, CounterWait};
 pub use frame::{Frame, JobHandle, yield_now};
 pub use memory::{FrameVec, FrameVecIntoIter};
-pub use parallel::ChunksJob;
+pub use parallel::{ChunksJob, MapJob};
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
 pub use stats::FrameStats;
 

@@ -197,7 +197,6 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// 1. `slice` is initialised frame memory of this frame, which nobody uses after the
     ///    frame's jobs have finished, and which nobody else drops.
     /// 2. `T: Send`, and `T` holds no borrow of frame memory (`T: 'env`).
-    #[allow(dead_code)] // used by the data-parallel `map`
     pub(crate) unsafe fn drop_at_frame_end<T>(&self, slice: NonNull<[T]>) {
         // SAFETY: (1), (2), passed on.
         unsafe { self.defer_drop_for(worker::current(), slice.cast::<T>(), slice.len()) }

@@ -1,5 +1,5 @@
-//! Data-parallel loops: [`Frame::parallel_for`], [`Frame::for_each_chunk`], and
-//! [`Frame::spawn_batch`].
+//! Data-parallel loops: [`Frame::parallel_for`], [`Frame::for_each_chunk`], [`Frame::map`],
+//! and [`Frame::spawn_batch`].
 //!
 //! A loop starts as one job covering its whole range. A job of a loop (a *piece*) splits its
 //! range in two, queues the right half as a new piece and keeps the left, for as long as its
@@ -69,8 +69,16 @@
 //!     frame.parallel_for(0..100, 16, move |r| { let _ = &weights[r]; }).await;
 //! });
 //! ```
-//! Build it before `run_frame` (and keep the `Vec` from frame to frame, so that its memory is
-//! reused):
+//! Build it in the frame arena, which lives as long as the frame (or with [`Frame::map`]):
+//! ```
+//! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+//! scheduler.run_frame(async |frame| {
+//!     let weights: &[f32] = frame.alloc_slice_fill_with(100, |i| i as f32);
+//!     frame.parallel_for(0..100, 16, move |r| { let _ = &weights[r]; }).await;
+//! });
+//! ```
+//! Or build it before `run_frame` (and keep the `Vec` from frame to frame, so that its memory
+//! is reused):
 //! ```
 //! # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
 //! let mut weights: Vec<f32> = Vec::new();
@@ -196,6 +204,66 @@ impl<T: Send, F: Fn(usize, &mut [T]) + Sync> Body for ChunkBody<T, F> {
             core::slice::from_raw_parts_mut(self.items.as_ptr().add(range.start), range.len())
         };
         (self.f)(range.start, chunk)
+    }
+}
+
+/// [`Frame::map`]'s body: where to read, where to write, and the user's function.
+struct MapBody<'frame, 'env, T, U, F> {
+    frame: &'frame Frame<'frame, 'env>,
+    src: NonNull<T>,
+    dst: NonNull<U>,
+    f: F,
+}
+
+// SAFETY: the pieces call `run` from any worker: each reads `&T`s of its range (shared reads
+// from many threads, sound for `T: Sync`), and writes the `U`s of its range alone (disjoint:
+// `Loop` invariant 1), which are later used, and dropped, on other threads (`U: Send`); `f`
+// is shared (`F: Sync`).
+unsafe impl<T: Sync, U: Send, F: Sync> Sync for MapBody<'_, '_, T, U, F> {}
+// SAFETY: the body is dropped on whichever worker finishes last; dropping it touches only `f`.
+unsafe impl<T, U, F: Send> Send for MapBody<'_, '_, T, U, F> {}
+
+impl<'env, T: Sync, U: Send + 'env, F: Fn(&T) -> U + Sync> Body for MapBody<'_, 'env, T, U, F> {
+    fn run(&self, range: Range<usize>) {
+        let len = range.len();
+        // SAFETY: `src` is the start of a slice borrowed for `'frame`, and `range` is within it.
+        let src = unsafe {
+            core::slice::from_raw_parts(self.src.as_ptr().add(range.start).cast_const(), len)
+        };
+        // SAFETY: `dst` is frame memory for as many `U`s as `src` has `T`s, and `range` is
+        // within it and disjoint from every other call's (`Loop` invariant 1).
+        let dst = unsafe { self.dst.as_ptr().add(range.start) };
+        let mut written = 0;
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            for (k, item) in src.iter().enumerate() {
+                let value = (self.f)(item);
+                // SAFETY: `k < len`: room for it in this call's part of `dst`.
+                unsafe { dst.add(k).write(value) };
+                written = k + 1;
+            }
+        }));
+        if let Err(payload) = made {
+            // The values made so far are dropped now: nobody will see this part of the
+            // output (`MapJob` panics instead). A panic in their drop is swallowed: the
+            // frame already has one to report.
+            // SAFETY: the first `written` values of this call's part were written, and are
+            // nobody else's.
+            let prefix = ptr::slice_from_raw_parts_mut(dst, written);
+            if let Err(second) =
+                catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(prefix) }))
+            {
+                crate::job::raw::drop_quietly(second);
+            }
+            std::panic::resume_unwind(payload);
+        }
+        // SAFETY: `dst` is not null (it points into `self.dst`'s allocation).
+        let dst = unsafe { NonNull::new_unchecked(dst) };
+        // SAFETY: (1) `len` values written into this frame's memory, which the `MapJob` hands
+        // out for the frame only, and which nobody else drops; (2) `U: Send + 'env`.
+        unsafe {
+            self.frame
+                .drop_at_frame_end(NonNull::slice_from_raw_parts(dst, len))
+        };
     }
 }
 
@@ -453,6 +521,55 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         }
     }
 
+    /// Maps every item of `items` through `f` into a new slice in the frame arena, in order,
+    /// calling `f` in parallel on disjoint chunks of at least `min_len` items (unless `items`
+    /// is shorter; `0` means `1`).
+    ///
+    /// Awaiting the returned [`MapJob`] gives the output slice, `out[i] == f(&items[i])`, for
+    /// the rest of the frame. Its values are dropped at frame end (after every job has
+    /// finished), so `U` may not borrow frame memory (`U: 'env`). Splitting, and how to choose
+    /// `min_len`: see the [module docs](crate::parallel).
+    ///
+    /// # Panics
+    /// A panic in `f` is caught: the other chunks still run, the values the panicking chunk
+    /// made before the panic are dropped at once, and `run_frame` resumes the first panic once
+    /// the frame is over. Awaiting the `MapJob` of a map whose `f` panicked panics the awaiter
+    /// (there is no complete output to give), as awaiting the handle of a panicked job does.
+    ///
+    /// ```
+    /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+    /// let bounds: Vec<(f32, f32)> = (0..1000).map(|i| (i as f32, 1.0)).collect();
+    /// let visible = scheduler.run_frame(async |frame| {
+    ///     let visible: &mut [bool] = frame.map(&bounds, 256, |&(x, r)| x - r < 500.0).await;
+    ///     visible.iter().filter(|&&v| v).count()
+    /// });
+    /// assert_eq!(visible, 501);
+    /// ```
+    pub fn map<T, U, F>(&'frame self, items: &'frame [T], min_len: usize, f: F) -> MapJob<'frame, U>
+    where
+        T: Sync + 'frame,
+        U: Send + 'env,
+        F: Fn(&T) -> U + Send + Sync + 'frame,
+    {
+        let counter = self.counter();
+        let len = items.len();
+        let out = self.alloc_uninit_slice::<U>(len);
+        let dst = NonNull::from(out).cast::<U>();
+        let body = MapBody {
+            frame: self,
+            src: NonNull::from(items).cast::<T>(),
+            dst,
+            f,
+        };
+        let lp = self.start_loop(0..len, min_len, body, counter);
+        MapJob {
+            wait: counter.into_future(),
+            out: Some(NonNull::slice_from_raw_parts(dst, len)),
+            panicked: lp.map(|lp| &lp.panicked),
+            _marker: PhantomData,
+        }
+    }
+
     /// Spawns every future of `futures`, counted on `counter`, with one counter update and one
     /// publication for the whole batch instead of one per job.
     ///
@@ -642,5 +759,74 @@ impl<'frame, T> Future for ChunksJob<'frame, T> {
         // invariant 2) and the wait's acquire saw their writes; the `&'frame mut` borrow was
         // moved into this future, which hands it back this once.
         Poll::Ready(unsafe { &mut *items.as_ptr() })
+    }
+}
+
+/// The future of [`Frame::map`]: yields the output slice once every chunk is done.
+///
+/// Dropping it stops waiting; the map still runs to the end within the frame, and its values
+/// are dropped at frame end.
+///
+/// # Panics
+/// Awaiting it panics if a call of the map's function panicked (see [`Frame::map`]).
+#[must_use = "a MapJob hands the output over only when awaited; the map runs either way"]
+pub struct MapJob<'frame, U> {
+    wait: CounterWait<'frame>,
+    /// `None` once handed over.
+    out: Option<NonNull<[U]>>,
+    /// The loop's panic flag; `None` for an empty map.
+    panicked: Option<&'frame AtomicBool>,
+    _marker: PhantomData<&'frame mut [U]>,
+}
+
+// SAFETY: awaiting moves a `&'frame mut [U]` to whichever thread awaits: `Send` when `U: Send`.
+// The wait and the flag are `Send` and `Sync`.
+unsafe impl<U: Send> Send for MapJob<'_, U> {}
+// SAFETY: `&MapJob` gives access to nothing of the output.
+unsafe impl<U: Sync> Sync for MapJob<'_, U> {}
+
+impl<U> core::fmt::Debug for MapJob<'_, U> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MapJob")
+            .field("len", &self.out.map(|s| s.len()))
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+impl<'frame, U> Future for MapJob<'frame, U> {
+    type Output = &'frame mut [U];
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<&'frame mut [U]> {
+        // SAFETY: `wait` is never moved out of `self` (pinned below, structurally); the other
+        // fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        assert!(
+            this.out.is_some(),
+            "MapJob polled again after it handed the output over"
+        );
+        // SAFETY: `wait` is pinned in `self`, as `self` is.
+        if unsafe { Pin::new_unchecked(&mut this.wait) }
+            .poll(cx)
+            .is_pending()
+        {
+            return Poll::Pending;
+        }
+        let Some(out) = this.out.take() else {
+            unreachable!()
+        };
+        // The flag was set before the panicking piece's counter update, which the wait's
+        // acquire has seen.
+        if this.panicked.is_some_and(|p| p.load(Ordering::Relaxed)) {
+            panic!(
+                "a call of the function given to Frame::map panicked, so the map has no \
+                 complete output to give; run_frame resumes that panic once the frame has \
+                 finished"
+            );
+        }
+        // SAFETY: the counter reached zero and no call panicked, so every piece wrote its
+        // part (`Loop` invariants 1 and 2) and the wait's acquire saw the writes; the slice
+        // is handed out this once, for the frame.
+        Poll::Ready(unsafe { &mut *out.as_ptr() })
     }
 }

@@ -667,3 +667,158 @@ fn helper_functions_taking_the_frame() {
     });
     assert!(xs.iter().all(|&x| x == 2.0));
 }
+
+/// A mapped value that counts its drops.
+struct Mapped<'a> {
+    value: usize,
+    drops: &'a AtomicUsize,
+}
+
+impl Drop for Mapped<'_> {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn map_keeps_the_order_of_its_items() {
+    for workers in [1, 2, 3] {
+        let mut scheduler = scheduler(workers);
+        for len in [0usize, 1, 2, 9, 64, 1000, 100_000] {
+            for min_len in [0, 1, 7, 1000] {
+                let items: Vec<u64> = (0..len as u64).collect();
+                let calls = AtomicUsize::new(0);
+                let ok = scheduler.run_frame(async |frame| {
+                    let out = frame
+                        .map(&items, min_len, |x| {
+                            calls.fetch_add(1, SeqCst);
+                            x * 3 + 1
+                        })
+                        .await;
+                    out.len() == len && out.iter().enumerate().all(|(i, &y)| y == i as u64 * 3 + 1)
+                });
+                assert!(ok, "workers({workers}) len {len} min_len {min_len}");
+                assert_eq!(calls.into_inner(), len, "f once per item");
+            }
+        }
+    }
+}
+
+#[test]
+fn mapped_values_are_dropped_once_at_frame_end() {
+    for workers in [1, 2, 3] {
+        let mut scheduler = scheduler(workers);
+        for len in [0usize, 1, 100, 10_000] {
+            let drops = AtomicUsize::new(0);
+            let items: Vec<usize> = (0..len).collect();
+            scheduler.run_frame(async |frame| {
+                let (drops, items) = (&drops, &items);
+                let out = frame
+                    .map(items, 16, move |&i| Mapped { value: i, drops })
+                    .await;
+                assert!(out.iter().enumerate().all(|(i, m)| m.value == i));
+                // Replaced values are the caller's: dropped at once.
+                if len > 0 {
+                    out[0] = Mapped { value: 7, drops };
+                    assert_eq!(drops.load(SeqCst), 1);
+                }
+                // Awaited from a job, on any worker.
+                let again = frame.spawn(async move {
+                    frame
+                        .map(&items, 16, move |&i| Mapped { value: i, drops })
+                        .await
+                        .len()
+                });
+                assert_eq!(again.await, len);
+                assert_eq!(
+                    drops.load(SeqCst),
+                    usize::from(len > 0),
+                    "nothing else dropped"
+                );
+            });
+            // Both outputs, the replacement included, at frame end.
+            assert_eq!(
+                drops.into_inner(),
+                2 * len + usize::from(len > 0),
+                "workers({workers}) len {len}"
+            );
+        }
+    }
+}
+
+#[test]
+fn map_output_not_awaited_is_still_dropped_at_frame_end() {
+    let mut scheduler = scheduler(2);
+    let drops = AtomicUsize::new(0);
+    let items: Vec<usize> = (0..1000).collect();
+    scheduler.run_frame(async |frame| {
+        let drops = &drops;
+        let _ = frame.map(&items, 1, move |&i| Mapped { value: i, drops });
+    });
+    assert_eq!(drops.into_inner(), 1000);
+}
+
+/// `f` panics at item 500; every value made is dropped exactly once, awaiting panics the
+/// awaiter, and `run_frame` resumes the first panic.
+#[test]
+fn panic_in_map_drops_what_was_made_and_panics_the_awaiter() {
+    for workers in [1, 2, 3] {
+        let result = within(60, move || {
+            let mut scheduler = scheduler(workers);
+            let made = AtomicUsize::new(0);
+            let drops = AtomicUsize::new(0);
+            let awaiter = Mutex::new(String::new());
+            let items: Vec<usize> = (0..10_000).collect();
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                scheduler.run_frame(async |frame| {
+                    let (made, drops) = (&made, &drops);
+                    let job = frame.map(&items, 1, move |&i| {
+                        if i == 500 {
+                            panic!("f panicked at 500");
+                        }
+                        made.fetch_add(1, SeqCst);
+                        Mapped { value: i, drops }
+                    });
+                    use futures::FutureExt;
+                    let caught = AssertUnwindSafe(job).catch_unwind().await;
+                    let Err(p) = caught else {
+                        panic!("awaiting a panicked map returned")
+                    };
+                    *awaiter.lock().unwrap() = common::payload_str(&*p);
+                })
+            }));
+            let payload = out.expect_err("run_frame resumes f's panic");
+            assert_eq!(message(&*payload), "f panicked at 500");
+            let made = made.into_inner();
+            assert!(made < 10_000, "made {made}");
+            assert_eq!(
+                drops.into_inner(),
+                made,
+                "each value made dropped exactly once"
+            );
+            let awaiter = awaiter.into_inner().unwrap();
+            assert!(
+                awaiter.starts_with("a call of the function given to Frame::map panicked"),
+                "{awaiter}"
+            );
+            scheduler.last_frame_stats().panics
+        });
+        // f's panic only: the root caught the awaiter's.
+        assert_eq!(result, 1, "workers({workers})");
+    }
+}
+
+#[test]
+fn map_job_is_send_and_sync_like_its_output() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let mut scheduler = scheduler(2);
+    let items = vec![1u32; 100];
+    let n = scheduler.run_frame(async |frame| {
+        let job = frame.map(&items, 1, |x| x + 1);
+        send_sync(&job);
+        frame
+            .spawn(async move { job.await.iter().sum::<u32>() })
+            .await
+    });
+    assert_eq!(n, 200);
+}

@@ -154,8 +154,18 @@ fn check(workers: usize) {
     );
 }
 
-/// Data-parallel loops: `parallel_for`, two `for_each_chunk` passes over one slice, and a
-/// `spawn_batch` of 1000 jobs. Their pieces are arena jobs too.
+/// A mapped value with a destructor (dropped at frame end), holding no heap memory.
+struct Dropped(u64);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        std::hint::black_box(self.0);
+    }
+}
+
+/// Data-parallel loops: `parallel_for`, two `for_each_chunk` passes over one slice, a
+/// `spawn_batch` of 1000 jobs, and two maps (one of values dropped at frame end). Their pieces
+/// are arena jobs too.
 fn parallel_workload(
     scheduler: &mut Scheduler,
     items: &mut [u64],
@@ -175,11 +185,15 @@ fn parallel_workload(
         let (left, right) = items.split_at_mut(1000);
         let batch = frame.counter();
         frame.spawn_batch(batch, left.iter_mut().map(|x| async move { *x += 1 }));
-        frame
+        let right = frame
             .for_each_chunk(right, 1, |_, c| c.iter_mut().for_each(|x| *x += 1))
             .await;
         batch.await;
         for_loop.await;
+        let right: &[u64] = right;
+        let doubled = frame.map(right, 256, |x| x * 2).await;
+        let dropped = frame.map(doubled, 256, |&x| Dropped(x)).await;
+        assert_eq!(dropped.len(), right.len());
     });
 }
 
