@@ -246,12 +246,13 @@ impl<'env, T: Sync, U: Send + 'env, F: Fn(&T) -> U + Sync> Body for MapBody<'_, 
             // The values made so far are dropped now: nobody will see this part of the
             // output (`MapJob` panics instead). A panic in their drop is swallowed: the
             // frame already has one to report.
-            // SAFETY: the first `written` values of this call's part were written, and are
-            // nobody else's.
             let prefix = ptr::slice_from_raw_parts_mut(dst, written);
-            if let Err(second) =
-                catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(prefix) }))
-            {
+            let dropped = catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: the first `written` values of this call's part were written, and
+                // are nobody else's.
+                unsafe { ptr::drop_in_place(prefix) }
+            }));
+            if let Err(second) = dropped {
                 crate::job::raw::drop_quietly(second);
             }
             std::panic::resume_unwind(payload);
