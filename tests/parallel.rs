@@ -725,7 +725,7 @@ fn mapped_values_are_dropped_once_at_frame_end() {
                 // Awaited from a job, on any worker.
                 let again = frame.spawn(async move {
                     frame
-                        .map(&items, 16, move |&i| Mapped { value: i, drops })
+                        .map(items, 16, move |&i| Mapped { value: i, drops })
                         .await
                         .len()
                 });
@@ -753,7 +753,7 @@ fn map_output_not_awaited_is_still_dropped_at_frame_end() {
     let items: Vec<usize> = (0..1000).collect();
     scheduler.run_frame(async |frame| {
         let drops = &drops;
-        let _ = frame.map(&items, 1, move |&i| Mapped { value: i, drops });
+        drop(frame.map(&items, 1, move |&i| Mapped { value: i, drops }));
     });
     assert_eq!(drops.into_inner(), 1000);
 }
