@@ -822,3 +822,21 @@ fn map_job_is_send_and_sync_like_its_output() {
     });
     assert_eq!(n, 200);
 }
+
+#[test]
+fn zero_sized_items_and_outputs() {
+    let mut scheduler = scheduler(2);
+    let mut units = vec![(); 1000];
+    let calls = AtomicUsize::new(0);
+    let n = scheduler.run_frame(async |frame| {
+        let units = frame
+            .for_each_chunk(&mut units, 1, |_, c| {
+                calls.fetch_add(c.len(), SeqCst);
+            })
+            .await;
+        let out: &mut [()] = frame.map(units, 1, |_| ()).await;
+        out.len()
+    });
+    assert_eq!(n, 1000);
+    assert_eq!(calls.into_inner(), 1000);
+}
