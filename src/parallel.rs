@@ -616,9 +616,9 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 SCHEDULED,
                 DETACHED,
             );
-            let job = self
-                .alloc_for(cur, Job::new(header, future))
-                .cast::<Header>();
+            let job = Job::<I::Item>::place(self.alloc_layout_for(cur, Job::<I::Item>::ROOM));
+            // SAFETY: placed in fresh room of `Job::ROOM`.
+            unsafe { Job::write(job, header, future) };
             // SAFETY: the job was just written and is unpublished: its `next` is ours.
             unsafe { batch.link(job) };
         }

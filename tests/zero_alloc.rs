@@ -232,8 +232,8 @@ fn main() {
     for workers in [1, 2, 4, 8, 16] {
         check(workers);
     }
-    for workers in [1, 2, 4] {
+    for workers in [1, 2, 4, 8, 16] {
         check_parallel(workers);
     }
-    println!("zero_alloc: 8 passed, 0 failed");
+    println!("zero_alloc: 10 passed, 0 failed");
 }
