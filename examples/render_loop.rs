@@ -1,6 +1,7 @@
-//! A render loop driving a few hundred frames of a small game: particles updated in chunks,
-//! physics islands solved in parallel (each island spawning a job per contact batch),
-//! animation → skinning → culling ordered by counters, all borrowing the game state.
+//! A render loop driving a few hundred frames of a small game: particles updated by a parallel
+//! loop, physics islands spawned as one batch (each island spawning a job per contact batch),
+//! animation → skinning → culling as parallel loops that hand their slices back from stage to
+//! stage, all borrowing the game state.
 //! Prints what each frame costs, and compares it with the same work done without a scheduler.
 //!
 //! `cargo run --release --example render_loop [-- --frames N --workers N]`
@@ -16,7 +17,8 @@
 //!   divided by the jobs, is the thread time per job spent on anything but the game's work
 //!   (spawning, queues, waiting at counters, idle or descheduled workers);
 //! - the share of a 60 fps frame's budget (16.7 ms) that the median frame uses;
-//! - two state checks: every frame spawned the number of jobs the constants below give, and the
+//! - two state checks: every frame spawned the island and contact jobs and a number of loop
+//!   pieces within what the loops allow (at least one, at most one per `min_len` items), and the
 //!   scheduled run and the serial run end in the same game state, bit for bit (every particle,
 //!   body and bone, and the objects drawn in every frame). A job skipped or run twice changes
 //!   the state; culling run before skinning had finished (a counter released too early) would
@@ -40,11 +42,13 @@ const CULL_CHUNK: usize = 128;
 const DT: f32 = 1.0 / 60.0;
 /// A 60 fps frame's time budget.
 const BUDGET_60FPS: Duration = Duration::from_micros(16_667);
-/// The jobs one frame spawns: a job per particle chunk, per island, per contact batch, per
-/// skeleton chunk and per culling chunk.
-const JOBS_PER_FRAME: u64 = (PARTICLES.div_ceil(PARTICLE_CHUNK)
-    + ISLANDS * (1 + BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH))
-    + SKELETONS.div_ceil(SKELETON_CHUNK)
+/// The jobs one frame spawns besides its parallel loops' pieces (how many pieces a loop makes
+/// depends on how often idle workers ask for work): a job per island and per contact batch.
+const FIXED_JOBS_PER_FRAME: u64 =
+    (ISLANDS * (1 + BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH))) as u64;
+/// The most pieces the four loops may make: one per `min_len` items.
+const MAX_LOOP_JOBS: u64 = (PARTICLES.div_ceil(PARTICLE_CHUNK)
+    + 2 * SKELETONS.div_ceil(SKELETON_CHUNK)
     + OBJECTS.div_ceil(CULL_CHUNK)) as u64;
 
 #[derive(Clone, Copy, Default)]
@@ -346,37 +350,48 @@ fn main() {
         let start = Instant::now();
         scheduler.run_frame(async |frame| {
             // Particles and physics start at once; nobody waits for particles until the end.
-            let particles_done = frame.counter();
-            for chunk in particles.chunks_mut(PARTICLE_CHUNK) {
-                frame.spawn_counted(particles_done, async move { update_particles(chunk) });
-            }
+            // A parallel loop splits the particles only as far as idle workers ask for, never
+            // below PARTICLE_CHUNK, and hands the slice back when every piece is done.
+            let particles_done = frame.for_each_chunk(particles, PARTICLE_CHUNK, |_, chunk| {
+                update_particles(chunk)
+            });
+            // One job per island, published as one batch; each island spawns its contact jobs.
             let physics = frame.counter();
-            for island in islands.iter_mut() {
-                frame.spawn_counted(physics, async move { solve_island(frame, island).await });
-            }
+            frame.spawn_batch(
+                physics,
+                islands.iter_mut().map(|island| solve_island(frame, island)),
+            );
 
-            // Animation, then skinning, then culling, ordered by counters. A skeleton chunk is
-            // lent to one job for the whole frame, so that job animates it, waits at the
-            // `animated` barrier until every chunk is animated (Naughty Dog's WaitForCounter,
-            // without a fiber), then skins it.
-            let chunks = skeletons.len().div_ceil(SKELETON_CHUNK);
-            let animated = frame.counter();
-            animated.add(chunks);
-            let skinned = frame.counter();
-            for (chunk, sway) in skeletons.chunks_mut(SKELETON_CHUNK).zip(sway) {
-                frame.spawn_counted(skinned, async move {
-                    animate(chunk);
-                    animated.done();
-                    animated.await;
-                    sway.store(skin(chunk).to_bits(), Ordering::Relaxed);
-                });
-            }
-            skinned.await;
-            let culling = frame.counter();
-            for (objects, out) in objects.chunks(CULL_CHUNK).zip(visible.iter_mut()) {
-                frame.spawn_counted(culling, async move { *out = cull(objects, sway, eye) });
-            }
-            culling.await;
+            // Animation, then skinning, then culling: two loops over the same skeleton chunks,
+            // the second starting when the first hands the chunks back (the borrow checker
+            // sees the order), then a loop over the culling chunks.
+            let mut chunks = frame.vec_with_capacity(skeletons.len().div_ceil(SKELETON_CHUNK));
+            chunks.extend(skeletons.chunks_mut(SKELETON_CHUNK).zip(sway));
+            let chunks = chunks.into_slice();
+            let chunks = frame
+                .for_each_chunk(chunks, 1, |_, part| {
+                    part.iter_mut().for_each(|(chunk, _)| animate(chunk))
+                })
+                .await;
+            frame
+                .for_each_chunk(chunks, 1, |_, part| {
+                    for (chunk, sway) in part.iter_mut() {
+                        sway.store(skin(chunk).to_bits(), Ordering::Relaxed);
+                    }
+                })
+                .await;
+            frame
+                .for_each_chunk(visible, 1, |first, out| {
+                    for (k, v) in out.iter_mut().enumerate() {
+                        let at = (first + k) * CULL_CHUNK;
+                        *v = cull(
+                            &objects[at..(at + CULL_CHUNK).min(objects.len())],
+                            sway,
+                            eye,
+                        );
+                    }
+                })
+                .await;
             physics.await;
             particles_done.await;
         });
@@ -386,7 +401,10 @@ fn main() {
         let drawn: u32 = game.visible.iter().sum();
         drawn_per_frame.push(drawn);
         let stats = scheduler.last_frame_stats();
-        if stats.jobs != JOBS_PER_FRAME {
+        // Each loop runs at least one piece; at most one per `min_len` items.
+        if stats.jobs < FIXED_JOBS_PER_FRAME + 4
+            || stats.jobs > FIXED_JOBS_PER_FRAME + MAX_LOOP_JOBS
+        {
             wrong_job_counts += 1;
         }
         if f % 50 == 0 || f + 1 == frames {
@@ -412,17 +430,17 @@ fn main() {
     let total: Duration = frame_times.iter().sum();
     println!("---");
     println!(
-        "jobs per frame:   {JOBS_PER_FRAME} ({} particle chunks, {ISLANDS} islands, {} contact \
-         batches, {} skeleton chunks, {} culling chunks)",
-        PARTICLES.div_ceil(PARTICLE_CHUNK),
+        "jobs per frame:   {} in the last frame: {ISLANDS} islands, {} contact batches, and {} \
+         pieces of 4 parallel loops (at most {MAX_LOOP_JOBS}: loops split only while workers \
+         are idle)",
+        stats.jobs,
         ISLANDS * BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH),
-        SKELETONS.div_ceil(SKELETON_CHUNK),
-        OBJECTS.div_ceil(CULL_CHUNK),
+        stats.jobs - FIXED_JOBS_PER_FRAME,
     );
     println!(
         "arena bytes:      {} used by the last frame ({:.0} per job), {} kept for the next",
         stats.arena_bytes,
-        stats.arena_bytes as f64 / JOBS_PER_FRAME as f64,
+        stats.arena_bytes as f64 / stats.jobs as f64,
         stats.arena_capacity
     );
     println!(
@@ -445,8 +463,9 @@ fn main() {
     let overhead = workers as f64 * median.as_secs_f64() - serial.as_secs_f64();
     println!(
         "not the work:     {:.0} ns per job ({workers} workers x frame time - serial time, over \
-         {JOBS_PER_FRAME} jobs: spawning, queues, waiting at counters, idle or descheduled workers)",
-        overhead * 1e9 / JOBS_PER_FRAME as f64
+         {} jobs: spawning, queues, waiting at counters, idle or descheduled workers)",
+        overhead * 1e9 / stats.jobs as f64,
+        stats.jobs
     );
     println!(
         "60 fps budget:    the median frame uses {:.1}% of 16.7 ms (serial: {:.1}%)",
@@ -457,12 +476,15 @@ fn main() {
     let mut failed = false;
     if wrong_job_counts == 0 {
         println!(
-            "state check:      every frame spawned {JOBS_PER_FRAME} jobs, as the constants say"
+            "state check:      every frame spawned its {FIXED_JOBS_PER_FRAME} island and contact \
+             jobs and between 4 and {MAX_LOOP_JOBS} loop pieces"
         );
     } else {
         println!(
-            "state check:      FAILED: {wrong_job_counts} of {frames} frames did not spawn \
-             {JOBS_PER_FRAME} jobs"
+            "state check:      FAILED: {wrong_job_counts} of {frames} frames spawned a number of \
+             jobs outside {} to {}",
+            FIXED_JOBS_PER_FRAME + 4,
+            FIXED_JOBS_PER_FRAME + MAX_LOOP_JOBS
         );
         failed = true;
     }

@@ -131,7 +131,12 @@ impl<'frame> Counter<'frame> {
     ///
     /// While some waiter waits for a target above zero, every decrement of the counter takes
     /// its lock, and workers report finished counted jobs of the counter one by one instead of
-    /// in batches, so that no waiter is kept waiting behind a batch.
+    /// in batches, so that no waiter is kept waiting behind a batch formed while it waits. A
+    /// batch formed *before* the waiter began (up to 64 finished jobs of this counter) is
+    /// reported when its worker next finishes or yields a poll: if that worker is inside a
+    /// long job of the same counter, the waiter sees those completions only when the job
+    /// returns, as [`value`](Counter::value) does. So do not block a job's thread until an
+    /// `until` waiter of its own counter is released; await instead.
     ///
     /// ```
     /// # use frame_scheduler::Scheduler;
