@@ -27,7 +27,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bumpalo::Bump;
 
-use crate::sync::Mutex;
+use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// Written into a block to link it to the block that came before it in a [`Chain`].
 struct Link {
@@ -318,6 +318,16 @@ impl Arena {
             large: self.large.len,
             ..ArenaUse::default()
         };
+        if keep && self.large.len == 0 && self.blocks.len == 1 {
+            // The common frame: everything fitted in the worker's own block. No lock.
+            let n = used(&self.blocks.head);
+            if n > 0 {
+                self.blocks.head.reset();
+            }
+            u.used = n;
+            u.blocks = usize::from(n > 0);
+            return u;
+        }
         let mut free = pool.lock();
         while let Some(mut b) = self.large.pop() {
             u.used += used(&b);
@@ -336,6 +346,8 @@ impl Arena {
                 free.push_block(b);
             }
         }
+        pool.free_bytes
+            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
         drop(free);
         if let Some(b) = kept {
             self.blocks.push(b);
@@ -404,6 +416,9 @@ pub(crate) struct Pool {
     /// Allocations of this many bytes or more (size plus alignment) get a chunk of their own.
     pub(crate) large_min: usize,
     free: Mutex<Free>,
+    /// What `free` holds, in bytes: written under its lock, read without it at frame end so
+    /// that a frame with nothing to trim takes no lock.
+    free_bytes: AtomicUsize,
     /// The bytes used by each of the last frames (a ring), for trimming.
     history: crate::sync::UnsafeCell<History>,
 }
@@ -411,6 +426,8 @@ pub(crate) struct Pool {
 struct History {
     used: Box<[usize]>,
     next: usize,
+    /// The largest of `used`.
+    peak: usize,
 }
 
 // SAFETY: `free` is behind a mutex; `history` is touched by the driver alone (invariant 2).
@@ -452,9 +469,11 @@ impl Pool {
             block_size,
             large_min: block_size / 4,
             free: Mutex::new(free),
+            free_bytes: AtomicUsize::new(0),
             history: crate::sync::UnsafeCell::new(History {
                 used: history.into_boxed_slice(),
                 next: 0,
+                peak: 0,
             }),
         })
     }
@@ -464,7 +483,11 @@ impl Pool {
     }
 
     fn take_block(&self) -> Option<Bump> {
-        self.lock().pop_block()
+        let mut free = self.lock();
+        let b = free.pop_block();
+        self.free_bytes
+            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
+        b
     }
 
     /// A pooled large chunk with room for `need` bytes (plus its link), if there is one.
@@ -488,6 +511,8 @@ impl Pool {
             b.reset();
             free.push_large(b);
         }
+        self.free_bytes
+            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
         found
     }
 
@@ -501,11 +526,23 @@ impl Pool {
         let budget = self.history.with_mut(|h| unsafe {
             let h = &mut *h;
             let n = h.next;
-            h.used[n] = used;
+            let evicted = mem::replace(&mut h.used[n], used);
             h.next = (n + 1) % h.used.len();
-            let peak = h.used.iter().copied().max().unwrap_or(0);
-            peak.saturating_add(peak / 2)
+            if used >= h.peak {
+                h.peak = used;
+            } else if evicted == h.peak {
+                // The peak left the window: find the new one (only then).
+                h.peak = h.used.iter().copied().max().unwrap_or(0);
+            }
+            h.peak.saturating_add(h.peak / 2)
         });
+        let free_bytes = self.free_bytes.load(Ordering::Relaxed);
+        if free_bytes <= budget {
+            return PoolEnd {
+                free: free_bytes,
+                trimmed: 0,
+            };
+        }
         let mut free = self.lock();
         let mut trimmed = 0;
         // Large chunks first: they are the likeliest to be a spike's.
@@ -521,6 +558,7 @@ impl Pool {
             drop(b);
         }
         let bytes = free.large_bytes + free.block_bytes;
+        self.free_bytes.store(bytes, Ordering::Relaxed);
         PoolEnd {
             free: bytes,
             trimmed,

@@ -13,6 +13,8 @@ use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
+use crossbeam_utils::CachePadded;
+
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::waker::Wake;
 use crate::worker::Shared;
@@ -241,6 +243,12 @@ pub(crate) struct CounterInner {
     /// Nodes on the list with a target above zero (invariant 5).
     targets: UnsafeCell<usize>,
     pub(crate) shared: *const Shared,
+    /// A copy of [`TARGETS`] on a line of its own, written only when the flag changes (under
+    /// the lock), for workers to read before every counted job without pulling in the line
+    /// that every spawn and decrement of this counter writes. A stale read only delays a batch
+    /// (as a batch formed before the waiter would be), never loses a wakeup: releasing goes by
+    /// the flag in `value`.
+    targets_hint: CachePadded<AtomicBool>,
 }
 
 // SAFETY: `value` and `locked` are atomic; the rest is guarded by `locked` (invariant 1).
@@ -272,6 +280,7 @@ impl CounterInner {
             epoch: UnsafeCell::new(0),
             targets: UnsafeCell::new(0),
             shared,
+            targets_hint: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -279,7 +288,7 @@ impl CounterInner {
     /// finished jobs at once instead of batching them (see `worker::run_job`).
     #[inline]
     pub(crate) fn has_targets(&self) -> bool {
-        self.value.load(Ordering::Relaxed) & TARGETS != 0
+        self.targets_hint.load(Ordering::Relaxed)
     }
 
     /// Adds one for a job about to be queued.
@@ -534,12 +543,14 @@ impl CounterWait<'_> {
                 // list; a decrement made without it before this point shows in the value read
                 // by this very swap (invariant 5).
                 w = counter.value.fetch_or(TARGETS, Ordering::AcqRel);
+                counter.targets_hint.store(true, Ordering::Relaxed);
             }
             if n.notified || value_of(w) <= target {
                 if n.queued {
                     counter.unlink(node);
                 } else if set_flag && counter.targets.with(|t| *t) == 0 {
                     counter.value.fetch_and(!TARGETS, Ordering::AcqRel);
+                    counter.targets_hint.store(false, Ordering::Relaxed);
                 }
                 self.registered_ready = true;
                 return n.waker.take();
@@ -595,6 +606,7 @@ impl CounterInner {
                 });
                 if left == 0 {
                     self.value.fetch_and(!TARGETS, Ordering::AcqRel);
+                    self.targets_hint.store(false, Ordering::Relaxed);
                 }
             }
         }
