@@ -14,12 +14,11 @@ use futures::FutureExt;
 
 mod common;
 
-use common::{message, scheduler, within};
+use common::{for_each_worker_count, message, scheduler, within};
 
 #[test]
 fn many_waiters_on_one_counter_are_all_released() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let released = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let released = &released;
@@ -43,13 +42,12 @@ fn many_waiters_on_one_counter_are_all_released() {
             assert_eq!(released.load(SeqCst), 100);
         });
         assert_eq!(released.load(SeqCst), 100);
-    }
+    });
 }
 
 #[test]
 fn add_and_done_by_hand() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let done_jobs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let done_jobs = &done_jobs;
@@ -85,7 +83,7 @@ fn add_and_done_by_hand() {
             c.await;
             assert_eq!(done_jobs.load(SeqCst), 6);
         });
-    }
+    });
 }
 
 #[test]
@@ -120,8 +118,7 @@ fn done_below_zero_panics_with_a_clear_message() {
 
 #[test]
 fn done_below_zero_in_a_job_is_resumed_by_run_frame() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let payload = catch_unwind(AssertUnwindSafe(|| {
             scheduler.run_frame(async |frame| {
                 let c = frame.counter();
@@ -132,14 +129,13 @@ fn done_below_zero_in_a_job_is_resumed_by_run_frame() {
         assert!(message(&*payload).contains("already 0"));
         // The job's panic and the root's, awaiting it.
         assert_eq!(scheduler.last_frame_stats().panics, 2);
-    }
+    });
 }
 
 #[test]
 fn counted_job_calling_done_on_its_own_counter_underflows() {
     // The job's own done() takes the counter to 0; the decrement when it finishes underflows.
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let payload = catch_unwind(AssertUnwindSafe(|| {
             scheduler.run_frame(async |frame| {
                 let c = frame.counter();
@@ -155,7 +151,7 @@ fn counted_job_calling_done_on_its_own_counter_underflows() {
         );
         assert_eq!(scheduler.last_frame_stats().panics, 1);
         assert_eq!(scheduler.run_frame(async |_| 1), 1);
-    }
+    });
 }
 
 #[test]
@@ -178,8 +174,7 @@ fn counter_already_zero_completes_at_once() {
 
 #[test]
 fn dropped_counter_wait_stops_waiting_and_others_still_wake() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let released = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let released = &released;
@@ -211,7 +206,7 @@ fn dropped_counter_wait_stops_waiting_and_others_still_wake() {
             jobs.await;
             assert_eq!(released.load(SeqCst), 10);
         });
-    }
+    });
 }
 
 #[test]
@@ -238,8 +233,7 @@ fn counter_value_counts_unfinished_counted_jobs() {
 fn staged_pipeline_runs_stages_in_order() {
     const STAGES: usize = 6;
     const JOBS: usize = 20;
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         for _ in 0..10 {
             let finished: Vec<AtomicUsize> = (0..STAGES).map(|_| AtomicUsize::new(0)).collect();
             let out_of_order = AtomicUsize::new(0);
@@ -281,7 +275,7 @@ fn staged_pipeline_runs_stages_in_order() {
             );
             assert_eq!(scheduler.last_frame_stats().jobs, (STAGES * JOBS) as u64);
         }
-    }
+    });
 }
 
 /// A waker that counts its wakes.

@@ -9,29 +9,17 @@ use frame_scheduler::{Frame, yield_now};
 
 mod common;
 
-use common::scheduler;
+use common::{Tracked, for_each_worker_count};
 
 const N: usize = 64;
 
-/// Adds one to its counter when dropped.
-struct Tracked<'a> {
-    drops: &'a AtomicUsize,
-}
-
-impl Drop for Tracked<'_> {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
 fn tracked(drops: &AtomicUsize) -> Tracked<'_> {
-    Tracked { drops }
+    Tracked::new(drops)
 }
 
 #[test]
 fn awaited_outputs_are_dropped_once_by_the_awaiter() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let futures = AtomicUsize::new(0);
         let outputs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
@@ -61,13 +49,12 @@ fn awaited_outputs_are_dropped_once_by_the_awaiter() {
             N,
             "the sweep must not drop taken outputs again"
         );
-    }
+    });
 }
 
 #[test]
 fn output_of_handle_dropped_before_completion_is_dropped_once() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let futures = AtomicUsize::new(0);
         let outputs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
@@ -93,13 +80,12 @@ fn output_of_handle_dropped_before_completion_is_dropped_once() {
         });
         assert_eq!(futures.load(SeqCst), N);
         assert_eq!(outputs.load(SeqCst), N);
-    }
+    });
 }
 
 #[test]
 fn output_of_handle_dropped_after_completion_is_dropped_by_the_drop() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let futures = AtomicUsize::new(0);
         let outputs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
@@ -120,13 +106,12 @@ fn output_of_handle_dropped_after_completion_is_dropped_by_the_drop() {
         });
         assert_eq!(futures.load(SeqCst), N);
         assert_eq!(outputs.load(SeqCst), N);
-    }
+    });
 }
 
 #[test]
 fn output_of_forgotten_handle_is_dropped_at_frame_end() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let futures = AtomicUsize::new(0);
         let outputs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
@@ -157,13 +142,12 @@ fn output_of_forgotten_handle_is_dropped_at_frame_end() {
             frame.spawn(async {}).await;
         });
         assert_eq!(outputs.load(SeqCst), 2 * N);
-    }
+    });
 }
 
 #[test]
 fn outputs_of_jobs_never_awaited_are_dropped_once() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let outputs = AtomicUsize::new(0);
         let futures = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
@@ -194,13 +178,12 @@ fn outputs_of_jobs_never_awaited_are_dropped_once() {
         });
         assert_eq!(futures.load(SeqCst), N);
         assert_eq!(outputs.load(SeqCst), 2 * N);
-    }
+    });
 }
 
 #[test]
 fn outputs_of_local_jobs_dropped_once_in_every_way() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let outputs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let outputs = &outputs;
@@ -213,13 +196,12 @@ fn outputs_of_local_jobs_dropped_once_in_every_way() {
             yield_now().await;
         });
         assert_eq!(outputs.load(SeqCst), 3);
-    }
+    });
 }
 
 #[test]
 fn counted_job_futures_are_dropped_once() {
-    for workers in [1, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 3], |_, scheduler| {
         let futures = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let c = frame.counter();
@@ -236,7 +218,7 @@ fn counted_job_futures_are_dropped_once() {
             assert_eq!(futures.load(SeqCst), N);
         });
         assert_eq!(futures.load(SeqCst), N);
-    }
+    });
 }
 
 #[test]
@@ -244,8 +226,7 @@ fn counted_job_futures_are_dropped_once() {
 fn output_that_is_a_forgotten_handle_drops_the_inner_output() {
     // The output of a forgotten job is itself a handle: sweeping it at frame end drops that
     // handle, which detaches (or drops the output of) the inner job.
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let outputs = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let outputs = &outputs;
@@ -260,7 +241,7 @@ fn output_that_is_a_forgotten_handle_drops_the_inner_output() {
             }
         });
         assert_eq!(outputs.load(SeqCst), N);
-    }
+    });
 }
 
 /// An output whose destructor spawns one more job into the frame.
@@ -280,8 +261,7 @@ impl Drop for SpawnOnDrop<'_, '_> {
 
 #[test]
 fn output_destructor_that_spawns_runs_its_job_in_the_same_frame() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let ran = AtomicUsize::new(0);
         scheduler.run_frame(async |frame| {
             let ran = &ran;
@@ -298,5 +278,5 @@ fn output_destructor_that_spawns_runs_its_job_in_the_same_frame() {
         });
         assert_eq!(ran.load(SeqCst), 2);
         assert_eq!(scheduler.last_frame_stats().jobs, 4);
-    }
+    });
 }

@@ -308,13 +308,7 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
 }
 
 /// An output whose every drop is counted.
-struct Counted<'e>(&'e AtomicUsize);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+type Counted<'e> = common::Tracked<'e>;
 
 /// Sets a flag when dropped (also while unwinding).
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -458,7 +452,7 @@ fn handle_polled_after_the_sweep_dropped_its_output_does_not_hit_an_internal_err
                         while !x_done_r.load(Ordering::SeqCst) {
                             yield_now().await;
                         }
-                        Counted(yd)
+                        Counted::new(yd)
                     });
                     let x = frame.spawn(async move {
                         x_done_r.store(true, Ordering::SeqCst);
@@ -791,7 +785,7 @@ impl Drop for SpawnsForgottenJobInDrop<'_, '_> {
         let probe = self.probe;
         std::mem::forget(self.frame.spawn(async move {
             probe.ran.store(true, Ordering::SeqCst);
-            Counted(&probe.drops)
+            Counted::new(&probe.drops)
         }));
         if wait_until(Duration::from_secs(1), || probe.ran.load(Ordering::SeqCst)) {
             // Let it complete and put its output on that worker's outputs list.

@@ -7,18 +7,8 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{payload_str, scheduler, within};
+use common::{Tracked, payload_str, scheduler, within};
 use frame_scheduler::{Frame, FrameVec, Scheduler};
-
-/// A value whose drops are counted in a counter of its own test.
-#[derive(Debug)]
-struct Tracked<'a>(&'a AtomicUsize, u64);
-
-impl Drop for Tracked<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 #[test]
 fn every_frame_value_is_dropped_exactly_once_at_frame_end() {

@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 
 mod common;
 
-use common::scheduler;
+use common::{for_each_worker_count, scheduler};
 
 /// Counts the polls of the future it wraps.
 struct CountPolls<'a, F> {
@@ -42,8 +42,7 @@ impl<F: Future> Future for CountPolls<'_, F> {
 
 #[test]
 fn borrowed_slices_mutated_by_nested_jobs_over_200_frames() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         let mut data = vec![0u64; 1000];
         let base: Vec<u64> = (0..1000).collect();
         for f in 0..200u64 {
@@ -85,7 +84,7 @@ fn borrowed_slices_mutated_by_nested_jobs_over_200_frames() {
                 "element {i}, workers {workers}"
             );
         }
-    }
+    });
 }
 
 #[test]
@@ -108,8 +107,7 @@ fn root_output_is_returned_from_run_frame() {
 
 #[test]
 fn handle_awaited_by_another_job() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let out = scheduler.run_frame(async |frame| {
             let a = frame.spawn(async {
                 yield_now().await;
@@ -121,13 +119,12 @@ fn handle_awaited_by_another_job() {
         });
         assert_eq!(out, 42);
         assert_eq!(scheduler.last_frame_stats().jobs, 3);
-    }
+    });
 }
 
 #[test]
 fn detached_jobs_run_to_completion_before_run_frame_returns() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         for _ in 0..20 {
             let done = AtomicUsize::new(0);
             scheduler.run_frame(async |frame| {
@@ -150,13 +147,12 @@ fn detached_jobs_run_to_completion_before_run_frame_returns() {
             assert_eq!(done.load(SeqCst), 100);
             assert_eq!(scheduler.last_frame_stats().jobs, 100);
         }
-    }
+    });
 }
 
 #[test]
 fn job_yielding_100_times_is_polled_101_times() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         let polls: Vec<AtomicUsize> = (0..10).map(|_| AtomicUsize::new(0)).collect();
         let root_polls = AtomicUsize::new(0);
         let yields_done = AtomicUsize::new(0);
@@ -194,7 +190,7 @@ fn job_yielding_100_times_is_polled_101_times() {
         }
         assert_eq!(root_polls.load(SeqCst), 101);
         assert_eq!(yields_done.load(SeqCst), 1000);
-    }
+    });
 }
 
 #[test]
@@ -212,8 +208,7 @@ fn yield_now_lets_the_only_worker_run_a_queued_job() {
 
 #[test]
 fn bounded_mpsc_channel_between_jobs() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         for _ in 0..5 {
             let (sum, count) = scheduler.run_frame(async |frame| {
                 let (tx, mut rx) = futures::channel::mpsc::channel::<u64>(2);
@@ -243,7 +238,7 @@ fn bounded_mpsc_channel_between_jobs() {
             assert_eq!(count, 400);
             assert_eq!(sum, expect);
         }
-    }
+    });
 }
 
 #[test]
@@ -268,8 +263,7 @@ fn unbounded_channel_from_jobs_to_root() {
 
 #[test]
 fn join_macro_over_handles() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let out = scheduler.run_frame(async |frame| {
             let a = frame.spawn(async { 1u32 });
             let b = frame.spawn(async {
@@ -296,13 +290,12 @@ fn join_macro_over_handles() {
                 (0..10).collect::<Vec<_>>()
             )
         );
-    }
+    });
 }
 
 #[test]
 fn spawn_local_jobs_share_an_rc_on_the_driving_thread() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let me = std::thread::current().id();
         let wrong_thread = AtomicUsize::new(0);
         let (count, strong) = scheduler.run_frame(async |frame| {
@@ -344,13 +337,12 @@ fn spawn_local_jobs_share_an_rc_on_the_driving_thread() {
         let stats = scheduler.last_frame_stats();
         assert_eq!(stats.jobs, 20);
         assert_eq!(stats.local_jobs, 20);
-    }
+    });
 }
 
 #[test]
 fn local_job_and_send_job_await_each_other() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let out = scheduler.run_frame(async |frame| {
             let rc = Rc::new(5u32);
             let local = frame.spawn_local(async move {
@@ -365,13 +357,12 @@ fn local_job_and_send_job_await_each_other() {
         });
         assert_eq!(out, 111);
         assert_eq!(scheduler.last_frame_stats().local_jobs, 2);
-    }
+    });
 }
 
 #[test]
 fn spawn_local_from_a_spawned_job_panics() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let local_ran = AtomicUsize::new(0);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             scheduler.run_frame(async |frame| {
@@ -398,7 +389,7 @@ fn spawn_local_from_a_spawned_job_panics() {
         // Still usable, and spawn_local from the root still works.
         let n = scheduler.run_frame(async |frame| frame.spawn_local(async { 3 }).await);
         assert_eq!(n, 3);
-    }
+    });
 }
 
 #[test]

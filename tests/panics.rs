@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 mod common;
 
-use common::{message, scheduler};
+use common::{for_each_worker_count, message, scheduler};
 
 /// Runs a frame that must panic, and returns the payload it resumed.
 fn run_panicking<R>(f: impl FnOnce() -> R) -> Box<dyn Any + Send> {
@@ -23,8 +23,7 @@ fn run_panicking<R>(f: impl FnOnce() -> R) -> Box<dyn Any + Send> {
 
 #[test]
 fn job_panic_keeps_str_payload_and_drains_frame() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         for round in 0..5 {
             let ran = AtomicUsize::new(0);
             let payload = run_panicking(|| {
@@ -63,13 +62,12 @@ fn job_panic_keeps_str_payload_and_drains_frame() {
             assert_eq!(scheduler.last_frame_stats().panics, 0);
             assert_eq!(scheduler.last_frame_stats().index, 2 * round + 1);
         }
-    }
+    });
 }
 
 #[test]
 fn job_panic_keeps_string_payload() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let ran = AtomicUsize::new(0);
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
@@ -91,13 +89,12 @@ fn job_panic_keeps_string_payload() {
             Some("job 13 exploded with a String")
         );
         assert_eq!(ran.load(SeqCst), 49);
-    }
+    });
 }
 
 #[test]
 fn root_panic_keeps_payload_and_drains_frame() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let ran = AtomicUsize::new(0);
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
@@ -127,7 +124,7 @@ fn root_panic_keeps_payload_and_drains_frame() {
         assert_eq!(stats.panics, 1);
         assert_eq!(stats.jobs, 50);
         assert_eq!(scheduler.run_frame(async |_| 9), 9);
-    }
+    });
 }
 
 #[test]
@@ -146,8 +143,7 @@ fn root_panic_on_first_poll_keeps_payload() {
 
 #[test]
 fn root_awaiting_panicked_job_panics_but_job_payload_is_resumed() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let after_await = AtomicUsize::new(0);
         let others = AtomicUsize::new(0);
         let payload = run_panicking(|| {
@@ -175,13 +171,12 @@ fn root_awaiting_panicked_job_panics_but_job_payload_is_resumed() {
         let stats = scheduler.last_frame_stats();
         assert_eq!(stats.panics, 2, "the job's panic and the awaiting root's");
         assert_eq!(stats.jobs, 21);
-    }
+    });
 }
 
 #[test]
 fn job_awaiting_panicked_job_panics_but_original_payload_is_resumed() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let after_await = AtomicUsize::new(0);
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
@@ -198,13 +193,12 @@ fn job_awaiting_panicked_job_panics_but_original_payload_is_resumed() {
         assert_eq!(message(&*payload), "deep original");
         assert_eq!(after_await.load(SeqCst), 0);
         assert_eq!(scheduler.last_frame_stats().panics, 2);
-    }
+    });
 }
 
 #[test]
 fn panic_propagates_through_a_chain_of_awaiters() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
                 let child = frame.spawn(async move {
@@ -220,13 +214,12 @@ fn panic_propagates_through_a_chain_of_awaiters() {
         assert_eq!(message(&*payload), "grandchild");
         // Grandchild, child (awaiting it), root (awaiting the child).
         assert_eq!(scheduler.last_frame_stats().panics, 3);
-    }
+    });
 }
 
 #[test]
 fn awaiter_catching_the_handle_panic_sees_a_message_and_frame_resumes_original() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let caught = std::sync::Mutex::new(String::new());
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
@@ -242,13 +235,12 @@ fn awaiter_catching_the_handle_panic_sees_a_message_and_frame_resumes_original()
         assert!(caught.contains("panicked"), "awaiter's message: {caught}");
         // Only the job's panic was caught by the scheduler: the root caught its own.
         assert_eq!(scheduler.last_frame_stats().panics, 1);
-    }
+    });
 }
 
 #[test]
 fn counted_job_panic_still_decrements_its_counter() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         let ran = AtomicUsize::new(0);
         let after_wait = AtomicUsize::new(0);
         let payload = run_panicking(|| {
@@ -273,15 +265,14 @@ fn counted_job_panic_still_decrements_its_counter() {
         assert_eq!(message(&*payload), "counted job exploded");
         assert_eq!(after_wait.load(SeqCst), 1, "the counter's awaiter went on");
         assert_eq!(scheduler.last_frame_stats().panics, 1);
-    }
+    });
 }
 
 #[test]
 fn first_of_two_panics_is_resumed() {
     // The second job panics only once it has seen the first one finish (by panicking), so the
     // order of the two panics does not depend on the order the scheduler runs jobs in.
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         for _ in 0..10 {
             let payload = run_panicking(|| {
                 scheduler.run_frame(async |frame| {
@@ -301,13 +292,12 @@ fn first_of_two_panics_is_resumed() {
             assert_eq!(message(&*payload), "first", "workers {workers}");
             assert_eq!(scheduler.last_frame_stats().panics, 2);
         }
-    }
+    });
 }
 
 #[test]
 fn panic_in_local_job_keeps_payload() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let ran = AtomicUsize::new(0);
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
@@ -329,33 +319,27 @@ fn panic_in_local_job_keeps_payload() {
         assert_eq!(message(&*payload), "local exploded");
         assert_eq!(ran.load(SeqCst), 10);
         assert_eq!(scheduler.last_frame_stats().local_jobs, 1);
-    }
+    });
 }
 
 #[test]
 fn futures_and_outputs_dropped_once_in_a_panicking_frame() {
-    struct Tracked<'a>(&'a AtomicUsize);
-    impl Drop for Tracked<'_> {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, SeqCst);
-        }
-    }
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    use common::Tracked;
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         let futures = AtomicUsize::new(0);
         let outputs = AtomicUsize::new(0);
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
                 let outputs = &outputs;
                 for i in 0..30 {
-                    let guard = Tracked(&futures);
+                    let guard = Tracked::new(&futures);
                     let h = frame.spawn(async move {
                         let _guard = guard;
                         yield_now().await;
                         if i == 10 {
                             panic!("one of thirty");
                         }
-                        Tracked(outputs)
+                        Tracked::new(outputs)
                     });
                     if i % 2 == 0 {
                         mem::forget(h);
@@ -382,7 +366,7 @@ fn futures_and_outputs_dropped_once_in_a_panicking_frame() {
         );
         assert_eq!(outputs.load(SeqCst), 29);
         assert_eq!(scheduler.last_frame_stats().panics, 2);
-    }
+    });
 }
 
 /// An output whose destructor panics.
@@ -396,8 +380,7 @@ impl Drop for PanicOnDrop {
 
 #[test]
 fn panicking_output_destructor_of_detached_job_is_resumed() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
                 let gate = frame.counter();
@@ -412,13 +395,12 @@ fn panicking_output_destructor_of_detached_job_is_resumed() {
         assert_eq!(message(&*payload), "output destructor exploded");
         assert_eq!(scheduler.last_frame_stats().panics, 1);
         assert_eq!(scheduler.run_frame(async |_| 1), 1);
-    }
+    });
 }
 
 #[test]
 fn panicking_output_destructor_of_forgotten_handle_is_resumed() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let ran = AtomicUsize::new(0);
         let payload = run_panicking(|| {
             scheduler.run_frame(async |frame| {
@@ -431,13 +413,12 @@ fn panicking_output_destructor_of_forgotten_handle_is_resumed() {
         assert_eq!(ran.load(SeqCst), 1);
         assert_eq!(scheduler.last_frame_stats().panics, 1);
         assert_eq!(scheduler.run_frame(async |_| 2), 2);
-    }
+    });
 }
 
 #[test]
 fn scheduler_survives_alternating_panicking_frames() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |_, scheduler| {
         for i in 0..40u64 {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 scheduler.run_frame(async |frame| {
@@ -472,5 +453,5 @@ fn scheduler_survives_alternating_panicking_frames() {
             assert_eq!(stats.index, i);
             assert_eq!(stats.jobs, 16);
         }
-    }
+    });
 }

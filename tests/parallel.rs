@@ -14,7 +14,7 @@ use frame_scheduler::{ChunksJob, Frame, Scheduler, yield_now};
 
 mod common;
 
-use common::{message, scheduler, within};
+use common::{for_each_worker_count, message, scheduler, within};
 
 /// One slot per index, counting the calls that covered it.
 fn hits(len: usize) -> Vec<AtomicU32> {
@@ -65,8 +65,7 @@ fn assert_min_len(calls: &[Range<usize>], len: usize, min_len: usize, what: &str
 
 #[test]
 fn every_index_exactly_once_small_ranges() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         for len in 0..=64 {
             for min_len in 0..=9 {
                 let what = format!("workers({workers}) len {len} min_len {min_len}");
@@ -92,13 +91,12 @@ fn every_index_exactly_once_small_ranges() {
                 }
             }
         }
-    }
+    });
 }
 
 #[test]
 fn ranges_not_starting_at_zero() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         for start in [1usize, 7, 1000, usize::MAX - 100] {
             let len = 100;
             let calls = Mutex::new(Vec::new());
@@ -110,13 +108,12 @@ fn ranges_not_starting_at_zero() {
             let calls = calls.into_inner().unwrap();
             assert_tiles(calls, start..start + len, &format!("start {start}"));
         }
-    }
+    });
 }
 
 #[test]
 fn large_range_each_index_once_by_counting() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         for min_len in [1, 1000] {
             let len = 1_000_000usize;
             let calls = Mutex::new(Vec::new());
@@ -138,7 +135,7 @@ fn large_range_each_index_once_by_counting() {
             assert_min_len(&calls, len, min_len, &what);
             assert_tiles(calls, 0..len, &what);
         }
-    }
+    });
 }
 
 #[test]
@@ -240,8 +237,7 @@ fn a_stolen_piece_splits_again() {
 
 #[test]
 fn for_each_chunk_hands_the_slice_back_for_a_second_pass() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         for len in [0usize, 1, 5, 63, 1000, 100_000] {
             let mut items: Vec<u64> = vec![0; len];
             let calls = Mutex::new(Vec::new());
@@ -275,7 +271,7 @@ fn for_each_chunk_hands_the_slice_back_for_a_second_pass() {
                 assert_tiles(calls, 0..len, &what);
             }
         }
-    }
+    });
 }
 
 #[test]
@@ -304,8 +300,7 @@ fn chunks_job_is_send_and_sync_like_its_items() {
 
 #[test]
 fn loops_started_from_jobs_and_awaited_there() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         let seen = hits(64 * 100);
         scheduler.run_frame(async |frame| {
             let seen = &seen;
@@ -328,13 +323,12 @@ fn loops_started_from_jobs_and_awaited_there() {
             jobs.await;
         });
         assert_each_once(&seen, &format!("workers({workers})"));
-    }
+    });
 }
 
 #[test]
 fn nested_loops_started_from_loop_bodies() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         let seen = hits(32 * 50);
         let unawaited = hits(32 * 50);
         scheduler.run_frame(async |frame| {
@@ -369,7 +363,7 @@ fn nested_loops_started_from_loop_bodies() {
             &unawaited,
             &format!("workers({workers}) unawaited inner loops"),
         );
-    }
+    });
 }
 
 #[test]
@@ -516,8 +510,7 @@ impl Drop for DropCount<'_> {
 
 #[test]
 fn bodies_are_dropped_exactly_once_when_their_loop_is_done() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         for len in [0usize, 1, 10, 10_000] {
             let drops = AtomicUsize::new(0);
             let mut items = vec![0u8; len];
@@ -546,13 +539,12 @@ fn bodies_are_dropped_exactly_once_when_their_loop_is_done() {
             assert_eq!(out.is_err(), len > 7, "workers({workers}) len {len}");
             assert_eq!(drops.into_inner(), 2, "workers({workers}) len {len}");
         }
-    }
+    });
 }
 
 #[test]
 fn spawn_batch_counts_the_batch_once_and_runs_each_job_once() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         for n in [0usize, 1, 100, 10_000] {
             let seen = hits(n);
             scheduler.run_frame(async |frame| {
@@ -573,7 +565,7 @@ fn spawn_batch_counts_the_batch_once_and_runs_each_job_once() {
             assert_each_once(&seen, &format!("workers({workers}) n {n}"));
             assert_eq!(scheduler.last_frame_stats().jobs, n as u64);
         }
-    }
+    });
 }
 
 #[test]
@@ -682,8 +674,7 @@ impl Drop for Mapped<'_> {
 
 #[test]
 fn map_keeps_the_order_of_its_items() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         for len in [0usize, 1, 2, 9, 64, 1000, 100_000] {
             for min_len in [0, 1, 7, 1000] {
                 let items: Vec<u64> = (0..len as u64).collect();
@@ -701,13 +692,12 @@ fn map_keeps_the_order_of_its_items() {
                 assert_eq!(calls.into_inner(), len, "f once per item");
             }
         }
-    }
+    });
 }
 
 #[test]
 fn mapped_values_are_dropped_once_at_frame_end() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         for len in [0usize, 1, 100, 10_000] {
             let drops = AtomicUsize::new(0);
             let items: Vec<usize> = (0..len).collect();
@@ -743,7 +733,7 @@ fn mapped_values_are_dropped_once_at_frame_end() {
                 "workers({workers}) len {len}"
             );
         }
-    }
+    });
 }
 
 #[test]

@@ -10,7 +10,7 @@ use frame_scheduler::{FrameStats, Scheduler, yield_now};
 
 mod common;
 
-use common::scheduler;
+use common::{for_each_worker_count, scheduler};
 
 #[test]
 fn stats_are_default_before_the_first_frame() {
@@ -37,8 +37,7 @@ fn index_counts_frames_from_zero() {
 
 #[test]
 fn jobs_counts_nested_local_and_counted_jobs_exactly() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         for _ in 0..5 {
             scheduler.run_frame(async |frame| {
                 let mut outer = Vec::new();
@@ -75,7 +74,7 @@ fn jobs_counts_nested_local_and_counted_jobs_exactly() {
             assert!(stats.arena_bytes > 0);
             assert!(stats.arena_capacity > 0);
         }
-    }
+    });
 }
 
 #[test]
@@ -193,8 +192,7 @@ fn a_job_only_another_worker_can_run_is_a_steal() {
 
 #[test]
 fn panics_counts_every_panic_of_the_frame() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         let result = catch_unwind(AssertUnwindSafe(|| {
             scheduler.run_frame(async |frame| {
                 for i in 0..10 {
@@ -214,7 +212,7 @@ fn panics_counts_every_panic_of_the_frame() {
         scheduler.run_frame(async |frame| frame.spawn(async {}).await);
         assert_eq!(scheduler.last_frame_stats().panics, 0);
         assert_eq!(scheduler.last_frame_stats().index, 1);
-    }
+    });
 }
 
 #[test]

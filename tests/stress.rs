@@ -8,6 +8,8 @@
 //! the live-byte count sees only this program. Run: `cargo test --release --test stress`
 //! (`STRESS_FRAMES=N` per worker count, `STRESS_SEED=S` to replay).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -84,18 +86,7 @@ impl Drop for Out {
 
 // ---- the random program ----
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::Rng;
 
 /// How a node's parent runs it.
 #[derive(Clone, Copy, PartialEq)]
@@ -366,7 +357,7 @@ fn run(seed: u64, frames_per_config: u64) {
         }
     });
 
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut total_frames = 0;
     let (mut panicking_frames, mut foreign_wakes, mut late_wakes) = (0, 0, 0);
     for workers in 1..=8 {

@@ -11,7 +11,7 @@ use frame_scheduler::yield_now;
 
 mod common;
 
-use common::{message, scheduler};
+use common::{for_each_worker_count, message, scheduler};
 
 #[test]
 fn one_worker_runs_everything_on_the_calling_thread() {
@@ -81,8 +81,7 @@ fn scoped_thread_in_a_job_spawns_into_the_frame() {
     // thread (a worker) and on a scoped thread the job starts (not a worker). Each batch counts
     // its jobs as spawned by a worker or not, by the thread it sees; the frame's `foreign_jobs`
     // must agree with that count exactly.
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
         let ran = AtomicUsize::new(0);
         let spawned_by_worker = AtomicUsize::new(0);
         let spawned_by_foreign = AtomicUsize::new(0);
@@ -127,14 +126,13 @@ fn scoped_thread_in_a_job_spawns_into_the_frame() {
         let stats = scheduler.last_frame_stats();
         assert_eq!(stats.foreign_jobs, 15, "workers {workers}");
         assert_eq!(stats.jobs, 1 + 8 + 15);
-    }
+    });
 }
 
 #[test]
 fn foreign_thread_blocks_on_handles_and_counters_of_jobs_it_spawned() {
     // The job that starts the scoped thread blocks its worker; another worker runs the rest.
-    for workers in [2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[2, 3], |_, scheduler| {
         let counted = AtomicUsize::new(0);
         let sum = scheduler.run_frame(async |frame| {
             let counted = &counted;
@@ -172,7 +170,7 @@ fn foreign_thread_blocks_on_handles_and_counters_of_jobs_it_spawned() {
         assert_eq!(sum, 190);
         assert_eq!(counted.load(SeqCst), 7);
         assert_eq!(scheduler.last_frame_stats().foreign_jobs, 27);
-    }
+    });
 }
 
 #[test]

@@ -19,7 +19,7 @@ use futures::{SinkExt, StreamExt};
 
 mod common;
 
-use common::scheduler;
+use common::{for_each_worker_count, scheduler};
 
 /// The global allocator, counting the allocations and frees of one thread while [`heap_ops`]
 /// runs a closure on it (nothing else is counted).
@@ -140,8 +140,7 @@ impl Future for HandOff<'_> {
 
 #[test]
 fn job_woken_by_oneshot_from_std_thread() {
-    for workers in [1, 2, 3] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, scheduler| {
         for _ in 0..3 {
             let total = scheduler.run_frame(async |frame| {
                 let handles: Vec<_> = (0..8u64)
@@ -166,14 +165,13 @@ fn job_woken_by_oneshot_from_std_thread() {
             });
             assert_eq!(total, 280);
         }
-    }
+    });
 }
 
 #[test]
 fn root_woken_by_oneshot_from_std_thread() {
     // With one worker the driving thread has nothing else to do: it must park and be woken.
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         for i in 0..5u32 {
             let (tx, rx) = oneshot::channel();
             let t = thread::spawn(move || {
@@ -184,13 +182,12 @@ fn root_woken_by_oneshot_from_std_thread() {
             t.join().unwrap();
             assert_eq!(got, i);
         }
-    }
+    });
 }
 
 #[test]
 fn job_woken_by_waker_sent_to_std_thread_is_polled_exactly_twice() {
-    for workers in [1, 2, 4] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
         let polls: Vec<AtomicUsize> = (0..6).map(|_| AtomicUsize::new(0)).collect();
         let ready: Vec<AtomicBool> = (0..6).map(|_| AtomicBool::new(false)).collect();
         thread::scope(|ts| {
@@ -226,13 +223,12 @@ fn job_woken_by_waker_sent_to_std_thread_is_polled_exactly_twice() {
         for p in &polls {
             assert_eq!(p.load(SeqCst), 2, "workers {workers}");
         }
-    }
+    });
 }
 
 #[test]
 fn waker_of_a_finished_job_does_not_poll_it_again() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
         let polls = AtomicUsize::new(0);
         let slot = Mutex::new(None);
         let release = AtomicBool::new(false);
@@ -258,7 +254,7 @@ fn waker_of_a_finished_job_does_not_poll_it_again() {
             assert_eq!(polls.load(SeqCst), 2);
         });
         assert_eq!(polls.load(SeqCst), 2);
-    }
+    });
 }
 
 /// Runs a frame with one `Parked` job; wakes `stale` (a waker from an earlier frame) while the
@@ -303,9 +299,8 @@ fn frame_with_parked_job(scheduler: &mut Scheduler, stale: Option<&Waker>) -> Wa
 
 #[test]
 fn waker_kept_past_frame_end_is_noop_and_never_reaches_next_frames_job() {
-    for workers in [1, 2] {
-        let mut scheduler = scheduler(workers);
-        let mut stale = frame_with_parked_job(&mut scheduler, None);
+    for_each_worker_count(&[1, 2], |_, scheduler| {
+        let mut stale = frame_with_parked_job(scheduler, None);
         for _ in 0..20 {
             // Between frames: the cell is orphaned, so waking touches nothing.
             let ((), ops) = heap_ops(|| {
@@ -313,12 +308,12 @@ fn waker_kept_past_frame_end_is_noop_and_never_reaches_next_frames_job() {
                 stale.clone().wake();
             });
             assert_eq!(ops, NOTHING);
-            let next = frame_with_parked_job(&mut scheduler, Some(&stale));
+            let next = frame_with_parked_job(scheduler, Some(&stale));
             // The only waker of its cell: dropping it recycles the cell.
             assert_eq!(heap_ops(|| drop(stale)).1, NOTHING);
             stale = next;
         }
-    }
+    });
 }
 
 /// Runs a frame in which a job (`spawn`), a local job (`spawn_local`) and the root future each

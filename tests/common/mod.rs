@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use frame_scheduler::Scheduler;
 
@@ -10,7 +11,8 @@ pub fn scheduler(workers: usize) -> Scheduler {
     Scheduler::builder().workers(workers).build().unwrap()
 }
 
-/// The message of a panic payload; panics if it is not a string.
+/// The message of a panic payload; panics if it is not a string (see [`payload_str`] for a
+/// payload that may not be one).
 pub fn message(payload: &(dyn Any + Send)) -> &str {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         s
@@ -57,4 +59,57 @@ pub fn wait_until(timeout: std::time::Duration, cond: impl Fn() -> bool) -> bool
         std::thread::yield_now();
     }
     true
+}
+
+/// Runs `body` once for each worker count in `counts`, each time with a fresh scheduler of that
+/// many workers: the one way the tests cover several worker counts.
+pub fn for_each_worker_count(counts: &[usize], mut body: impl FnMut(usize, &mut Scheduler)) {
+    for &workers in counts {
+        let mut s = scheduler(workers);
+        body(workers, &mut s);
+    }
+}
+
+/// A value that adds one to its counter when dropped, and carries a number for tests that
+/// check which value they got: the tests' one drop counter.
+#[derive(Debug)]
+pub struct Tracked<'a>(pub &'a AtomicUsize, pub u64);
+
+impl<'a> Tracked<'a> {
+    /// A tracked value counting its drop in `drops`.
+    pub fn new(drops: &'a AtomicUsize) -> Tracked<'a> {
+        Tracked(drops, 0)
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// xorshift64*: small, seeded, reproducible; the tests' one random generator.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value, zero included).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
