@@ -155,6 +155,7 @@ mod scheduler;
 mod sleep;
 mod stats;
 mod sync;
+mod trace;
 mod waker;
 mod worker;
 
@@ -164,6 +165,7 @@ pub use memory::{FrameVec, FrameVecIntoIter};
 pub use parallel::{ChunksJob, MapJob};
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
 pub use stats::FrameStats;
+pub use trace::{CounterId, Event, EventKind, JobId, PollResult, Trace};
 
 /// Bytes of the header in front of every job in the arena (state words, vtable, links, the
 /// awaiter slot). A job is the header, then its future or output, rounded up to a 64-byte cache
