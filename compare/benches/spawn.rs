@@ -34,7 +34,7 @@ fn spawn(c: &mut Criterion) {
         .build()
         .unwrap();
     group.bench_function("frame-scheduler-1-worker", |b| {
-        b.iter(|| common::frame_scheduler(&mut one, Workload::Spawn, &mut []))
+        b.iter(|| common::frame_scheduler(&mut one, Workload::Spawn, &mut [], &mut systems.loops))
     });
     group.bench_function("frame-scheduler-counted-1-worker", |b| {
         b.iter(|| common::frame_scheduler_spawn_counted(&mut one))

@@ -1,8 +1,11 @@
 //! frame-scheduler against rayon, tokio, async-executor and bevy_tasks, side by side, without
 //! criterion: the workloads of the benches (`benches/common/mod.rs`, shared), each on every
 //! system with the same thread count, printed as markdown tables of median and p90 nanoseconds
-//! per job, the ratio of each peer to frame-scheduler, and heap allocations per job counted by
-//! a counting global allocator. The load-balancing workloads (coarse jobs of uneven length) get
+//! per job (per item for the data-parallel loops), the ratio of each peer to frame-scheduler,
+//! and heap allocations per job counted by a counting global allocator. A few rows have a
+//! frame-scheduler contender printed under the tables: `workers(1)` beside the throughput and
+//! `for_each_chunk 100k` rows (scaling), 10 000 `spawn_counted` calls beside `spawn_batch`.
+//! The load-balancing workloads (coarse jobs of uneven length) get
 //! a table of their own: median and p90 frame time, and its ratio to the ideal on the thread
 //! count, `max(longest job, total work / threads)`, next to a floor row: plain threads that
 //! each spin the ideal, which shows how far the machine's own load moves the figures.
@@ -191,6 +194,33 @@ fn spin_floor(threads: usize, ideal: Duration) {
         }
         common::spin(ideal, 0);
     });
+}
+
+/// A frame-scheduler contender measured beside a workload's systems, in the same rounds, and
+/// printed under the tables rather than as a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extra {
+    /// The same workload on `workers(1)`: how it scales.
+    OneWorker,
+    /// 10 000 `spawn_counted` calls on one counter: what `spawn_batch` is judged against.
+    SpawnCounted,
+}
+
+impl Extra {
+    fn of(workload: Workload) -> Option<Extra> {
+        match workload {
+            Workload::Throughput | Workload::Loop => Some(Extra::OneWorker),
+            Workload::SpawnBatch => Some(Extra::SpawnCounted),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Extra::OneWorker => "frame-scheduler, 1 worker",
+            Extra::SpawnCounted => "frame-scheduler, 10k spawn_counted",
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,15 +428,42 @@ fn main() {
          on the clock for its time of CPU work",
         args.balance_frames
     );
+    let (big, small) = (Workload::Loop, Workload::SmallLoop);
+    println!(
+        "- data-parallel loops, ns per item: frame-scheduler `for_each_chunk` and `map` with the \
+         `min_len` its docs advise ({} for ~100 ns items, {} for ~5 ns); rayon \
+         `par_chunks_mut(c).for_each` (as fast as `par_iter_mut().with_min_len(..)` on 100 ns \
+         items and faster on 5 ns ones, BENCHMARKS.md section 5) and \
+         `par_iter().with_min_len({}).map(..).collect_into_vec(..)` into a kept `Vec`; \
+         bevy_tasks `par_chunk_map_mut(c)`; c = min(items, max(min_len, items / (4 x {n} \
+         threads))) = {} for {} items, {} for {}; serial: a plain loop on one thread (map: `extend` into a kept \
+         `Vec`). `-`: tokio and async-executor have no loop over a borrowed slice (their tasks \
+         are `'static`), bevy_tasks no map into one slice",
+        big.min_len(),
+        small.min_len(),
+        Workload::Map.min_len(),
+        big.chunk_len(n),
+        big.loop_len(),
+        small.chunk_len(n),
+        small.loop_len(),
+    );
+    println!(
+        "- {}: frame-scheduler `spawn_batch` on one counter, against rayon's scope spawns and \
+         async-executor's `spawn_many` (the code of `{}`); {} `spawn_counted` calls are measured \
+         beside it and printed under the tables. `-`: tokio and bevy_tasks have no batch spawn",
+        Workload::SpawnBatch.name(),
+        Workload::Spawn.name(),
+        common::SPAWN_JOBS
+    );
     println!();
 
-    // Per workload, the systems that have it, and for throughput frame-scheduler on 1 worker
-    // too (the last contender), to show how it scales.
+    // Per workload, the systems that have it, and for some a frame-scheduler extra (the last
+    // contender, printed under the tables).
     let mut one = Scheduler::builder()
         .workers(1)
         .build()
         .expect("build frame-scheduler");
-    let mut scaling = None;
+    let mut extras: Vec<(Workload, Extra, Cell)> = Vec::new();
     let mut results: Vec<(Workload, Vec<Option<Cell>>)> = Vec::new();
     for workload in Workload::ALL.into_iter().filter(|w| !w.is_balance()) {
         let present: Vec<System> = System::ALL
@@ -421,32 +478,42 @@ fn main() {
             )));
             systems.verify(workload, system);
         }
-        let with_one = workload == Workload::Throughput;
-        let count = present.len() + usize::from(with_one);
-        let name = |k: usize| match present.get(k) {
-            Some(s) => format!("{} on {}", workload.name(), s.name()),
-            None => format!("{} on frame-scheduler, 1 worker", workload.name()),
+        let extra = Extra::of(workload);
+        let count = present.len() + usize::from(extra.is_some());
+        let name = |k: usize| match (present.get(k), extra) {
+            (Some(s), _) => format!("{} on {}", workload.name(), s.name()),
+            (None, Some(e)) => format!("{} on {}", workload.name(), e.label()),
+            (None, None) => unreachable!("contender {k} of {count}"),
         };
         let cells = measure(
             workload.units(),
             count,
             args.frames,
             &name,
-            &mut |k| match present.get(k) {
-                Some(&system) => systems.run(workload, system),
-                None => common::frame_scheduler_throughput(&mut one, &mut systems.out),
+            &mut |k| match (present.get(k), extra) {
+                (Some(&system), _) => systems.run(workload, system),
+                (None, Some(Extra::OneWorker)) => common::frame_scheduler(
+                    &mut one,
+                    workload,
+                    &mut systems.out,
+                    &mut systems.loops,
+                ),
+                (None, Some(Extra::SpawnCounted)) => {
+                    common::frame_scheduler_spawn_counted(&mut systems.frame)
+                }
+                (None, None) => unreachable!("contender {k} of {count}"),
             },
         );
         for (k, cell) in cells.iter().enumerate() {
             eprintln!(
-                "{:<46} {:>10} ns/{}",
+                "{:<58} {:>10} ns/{}",
                 name(k),
                 ns(cell.median_ns),
                 workload.unit()
             );
         }
-        if with_one {
-            scaling = cells.last().copied();
+        if let (Some(e), Some(&cell)) = (extra, cells.last()) {
+            extras.push((workload, e, cell));
         }
         let row = System::ALL
             .iter()
@@ -592,18 +659,34 @@ fn main() {
     print_table(&header, &rows);
     println!();
 
-    let fs_throughput = results
-        .iter()
-        .find(|(w, _)| *w == Workload::Throughput)
-        .and_then(|(_, row)| row[fs]);
-    if let (Some(multi), Some(scaling)) = (fs_throughput, scaling) {
-        println!(
-            "scaling, {}: frame-scheduler 1 worker {} ns/job, {n} workers {} ns/job: {:.2}x",
-            Workload::Throughput.name(),
-            ns(scaling.median_ns),
-            ns(multi.median_ns),
-            scaling.median_ns / multi.median_ns
-        );
+    for &(workload, extra, cell) in &extras {
+        let Some(multi) = results
+            .iter()
+            .find(|(w, _)| *w == workload)
+            .and_then(|(_, row)| row[fs])
+        else {
+            continue;
+        };
+        let unit = workload.unit();
+        match extra {
+            Extra::OneWorker => println!(
+                "scaling, {}: frame-scheduler 1 worker {} ns/{unit}, {n} workers {} ns/{unit}: \
+                 {:.2}x",
+                workload.name(),
+                ns(cell.median_ns),
+                ns(multi.median_ns),
+                cell.median_ns / multi.median_ns
+            ),
+            Extra::SpawnCounted => println!(
+                "{}: frame-scheduler spawn_batch {} ns/{unit}, {} spawn_counted calls {} \
+                 ns/{unit}: spawn_counted / spawn_batch {:.2}x (above 1: the batch is cheaper)",
+                workload.name(),
+                ns(multi.median_ns),
+                common::SPAWN_JOBS,
+                ns(cell.median_ns),
+                cell.median_ns / multi.median_ns
+            ),
+        }
     }
     println!("total run time: {:.1} s", total.elapsed().as_secs_f64());
 }

@@ -25,10 +25,22 @@
 //! One unit of measurement is one "frame" of the workload: one `run_frame`, one rayon
 //! `scope`/`install`, one tokio `block_on`, one `block_on(ex.run(..))`, one bevy `scope` (or the
 //! loop of scopes a staged workload needs). Pools and runtimes are built once, outside it.
+//!
+//! # Data-parallel loops
+//! The loop workloads ([`Workload::LOOPS`]) run each system's own parallel loop over a slice
+//! kept from frame to frame ([`Loops`]): frame-scheduler's `for_each_chunk` and `map` with the
+//! `min_len` its module docs advise for the work per item, rayon's `par_chunks_mut` and
+//! `collect_into_vec`, bevy_tasks' `par_chunk_map_mut`, and a plain loop on one thread as the
+//! floor. Where a peer takes a fixed chunk size rather than a floor, it gets
+//! [`Workload::chunk_len`], a size one would pick by hand. tokio and async-executor have no
+//! loop over a borrowed slice (their tasks are `'static`), so they sit these out; the
+//! `spawn_batch` workload compares batch spawning with async-executor's `spawn_many` and with
+//! rayon's scope spawns.
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::hint::black_box;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use async_executor::Executor;
@@ -41,17 +53,30 @@ pub mod peers;
 
 use peers::{
     on_async_executor, on_bevy, on_rayon, on_tokio, ping, pong, serial_boxed, serial_bump,
-    serial_throughput,
+    serial_loop, serial_map, serial_throughput,
 };
 
 /// Empty jobs per frame in the spawn workload.
 pub const SPAWN_JOBS: usize = 10_000;
 /// Jobs per frame in the throughput workload, each about 100 ns of arithmetic.
 pub const THROUGHPUT_JOBS: usize = 10_000;
+/// Items of the "for_each_chunk 100k" loop, each about 100 ns ([`work`]).
+pub const LOOP_ITEMS: usize = 100_000;
+/// Items of the small loop "for_each_chunk 1k", each about 5 ns ([`light_work`]).
+pub const SMALL_LOOP_ITEMS: usize = 1_000;
+/// Items of the map workload, each about 5 ns ([`light_work`]).
+pub const MAP_ITEMS: usize = 100_000;
+/// `min_len` for items of about 100 ns: what frame-scheduler's `parallel` module docs advise
+/// (32–64), so that a piece of `min_len` items takes a few microseconds.
+pub const MIN_LEN_100NS: usize = 64;
+/// `min_len` for items of about 5 ns: what the module docs advise (512–1024).
+pub const MIN_LEN_5NS: usize = 1024;
 /// Rounds of the dependent multiply-xorshift chain in [`work`]: one job alone takes about
 /// 100 ns (about 1.5 ns a round on a 2.6 GHz Xeon). Back to back on one core an out-of-order CPU
 /// overlaps successive jobs, so the serial floor reads lower than that.
 pub const WORK_ROUNDS: u32 = 64;
+/// Rounds of the same chain in [`light_work`]: about 5 ns an item.
+pub const LIGHT_ROUNDS: u32 = 3;
 /// The nested workload: this many jobs, each spawning this many.
 pub const NESTED_FANOUT: usize = 64;
 /// Jobs in the chain of the latency workload, each spawning the next.
@@ -92,6 +117,20 @@ pub fn threads_from_env() -> usize {
 pub fn work(i: usize) -> u64 {
     let mut x = black_box(i as u64) ^ 0x9E37_79B9_7F4A_7C15;
     for _ in 0..WORK_ROUNDS {
+        x = x
+            .wrapping_mul(0x5851_F42D_4C95_7F2D)
+            .wrapping_add(0x1405_7B7E_F767_814F);
+        x ^= x >> 29;
+    }
+    x
+}
+
+/// About 5 ns of the same arithmetic as [`work`] ([`LIGHT_ROUNDS`] rounds): the work per item
+/// of the light loops, such as adding a velocity to a position.
+#[inline(never)]
+pub fn light_work(i: usize) -> u64 {
+    let mut x = black_box(i as u64) ^ 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..LIGHT_ROUNDS {
         x = x
             .wrapping_mul(0x5851_F42D_4C95_7F2D)
             .wrapping_add(0x1405_7B7E_F767_814F);
@@ -147,11 +186,21 @@ pub enum Workload {
     /// One long job spawned last: 15 jobs of 250 µs, then 1 of 4 ms, awaited by the root.
     /// Measured per frame, against [`Workload::balance_ideal`].
     BalanceTail,
+    /// A parallel loop over 100 000 items of ~100 ns ([`work`]), each written in place.
+    Loop,
+    /// A parallel loop over 1 000 items of ~5 ns ([`light_work`]): about 5 µs of work, where
+    /// what it costs to start a loop and wake a thread shows.
+    SmallLoop,
+    /// 100 000 items of ~5 ns mapped into a new slice, in order.
+    Map,
+    /// 10 000 empty jobs spawned at once: frame-scheduler's `spawn_batch`, async-executor's
+    /// `spawn_many`, rayon's scope spawns.
+    SpawnBatch,
 }
 
 impl Workload {
     /// Every workload, in the order of the benches.
-    pub const ALL: [Workload; 11] = [
+    pub const ALL: [Workload; 15] = [
         Workload::Spawn,
         Workload::Throughput,
         Workload::Nested,
@@ -163,7 +212,14 @@ impl Workload {
         Workload::OneJobFrame,
         Workload::BalanceMixed,
         Workload::BalanceTail,
+        Workload::Loop,
+        Workload::SmallLoop,
+        Workload::Map,
+        Workload::SpawnBatch,
     ];
+
+    /// The data-parallel loops: measured per item, on the slices of [`Loops`].
+    pub const LOOPS: [Workload; 3] = [Workload::Loop, Workload::SmallLoop, Workload::Map];
 
     /// The load-balancing workloads: coarse jobs whose frame time is judged against the ideal
     /// on the thread count rather than per job.
@@ -183,6 +239,10 @@ impl Workload {
             Workload::OneJobFrame => "frame + 1 job",
             Workload::BalanceMixed => "balance 8x50us+8x1ms",
             Workload::BalanceTail => "balance 15x250us+1x4ms",
+            Workload::Loop => "for_each_chunk 100k x ~100ns",
+            Workload::SmallLoop => "for_each_chunk 1k x ~5ns",
+            Workload::Map => "map 100k x ~5ns",
+            Workload::SpawnBatch => "spawn_batch 10k empty",
         }
     }
 
@@ -200,6 +260,10 @@ impl Workload {
             Workload::OneJobFrame => "frame_overhead_one_job",
             Workload::BalanceMixed => "balance_8x50us_8x1ms",
             Workload::BalanceTail => "balance_15x250us_1x4ms",
+            Workload::Loop => "for_each_chunk_100k_100ns",
+            Workload::SmallLoop => "for_each_chunk_1k_5ns",
+            Workload::Map => "map_100k_5ns",
+            Workload::SpawnBatch => "spawn_batch_10k_empty",
         }
     }
 
@@ -211,6 +275,7 @@ impl Workload {
             | Workload::OneJobFrame
             | Workload::BalanceMixed
             | Workload::BalanceTail => "frame",
+            Workload::Loop | Workload::SmallLoop | Workload::Map => "item",
             _ => "job",
         }
     }
@@ -218,7 +283,7 @@ impl Workload {
     /// Units per frame.
     pub fn units(self) -> u64 {
         (match self {
-            Workload::Spawn => SPAWN_JOBS,
+            Workload::Spawn | Workload::SpawnBatch => SPAWN_JOBS,
             Workload::Throughput => THROUGHPUT_JOBS,
             Workload::Nested => NESTED_FANOUT + NESTED_FANOUT * NESTED_FANOUT,
             Workload::Chain => CHAIN_LEN,
@@ -229,19 +294,69 @@ impl Workload {
             | Workload::OneJobFrame
             | Workload::BalanceMixed
             | Workload::BalanceTail => 1,
+            Workload::Loop | Workload::SmallLoop | Workload::Map => self.loop_len(),
         }) as u64
     }
 
-    /// Jobs frame-scheduler must report in `FrameStats::jobs` for one frame.
-    pub fn frame_jobs(self) -> u64 {
-        match self {
+    /// The jobs frame-scheduler may report in `FrameStats::jobs` for one frame: one number,
+    /// except for a loop, whose pieces the splitter decides: at least one, and none shorter
+    /// than `min_len` items.
+    pub fn frame_jobs(self) -> RangeInclusive<u64> {
+        let exact = match self {
             Workload::PingPong => 2,
             Workload::EmptyFrame => 0,
             Workload::OneJobFrame => 1,
             Workload::BalanceMixed | Workload::BalanceTail => {
                 self.balance_durations().count() as u64
             }
+            Workload::Loop | Workload::SmallLoop | Workload::Map => {
+                return 1..=(self.loop_len() / self.min_len()).max(1) as u64;
+            }
             w => w.units(),
+        };
+        exact..=exact
+    }
+
+    /// Whether this is one of [`Workload::LOOPS`].
+    pub fn is_loop(self) -> bool {
+        Workload::LOOPS.contains(&self)
+    }
+
+    /// A loop's items; 0 for the other workloads.
+    pub fn loop_len(self) -> usize {
+        match self {
+            Workload::Loop => LOOP_ITEMS,
+            Workload::SmallLoop => SMALL_LOOP_ITEMS,
+            Workload::Map => MAP_ITEMS,
+            _ => 0,
+        }
+    }
+
+    /// A loop's `min_len`, the floor below which frame-scheduler and rayon do not split: what
+    /// the module docs advise for its work per item. 1 for the other workloads.
+    pub fn min_len(self) -> usize {
+        match self {
+            Workload::Loop => MIN_LEN_100NS,
+            Workload::SmallLoop | Workload::Map => MIN_LEN_5NS,
+            _ => 1,
+        }
+    }
+
+    /// The fixed chunk size of a loop on `threads` threads for the peers that take one (rayon's
+    /// `par_chunks_mut`, bevy_tasks' `par_chunk_map_mut`): four chunks a thread, none shorter
+    /// than `min_len` (one chunk if the loop is shorter), as one would pick by hand.
+    pub fn chunk_len(self, threads: usize) -> usize {
+        self.min_len()
+            .max(self.loop_len() / (4 * threads.max(1)))
+            .min(self.loop_len())
+            .max(1)
+    }
+
+    /// The value a loop writes for item `i`: [`work`] or [`light_work`] of `i`.
+    pub fn loop_value(self, i: usize) -> u64 {
+        match self {
+            Workload::Loop => work(i),
+            _ => light_work(i),
         }
     }
 
@@ -288,7 +403,8 @@ pub enum System {
     AsyncExecutor,
     /// `bevy_tasks::TaskPool::scope`.
     BevyTasks,
-    /// One thread, no scheduler: `Vec<Box<dyn FnOnce()>>` for spawn, a plain loop for throughput.
+    /// One thread, no scheduler: `Vec<Box<dyn FnOnce()>>` for spawn, a plain loop for throughput
+    /// and the loops (`Vec::extend` into a kept `Vec` for map).
     Serial,
     /// One thread, closures in a bump arena (`&mut dyn FnMut()` in the arena too): spawn only.
     SerialBump,
@@ -366,6 +482,33 @@ impl Drop for AsyncExecutor {
     }
 }
 
+/// The slices of the loop workloads, kept from frame to frame.
+pub struct Loops {
+    /// What `for_each_chunk` and its peers write in place: [`LOOP_ITEMS`] slots, of which the
+    /// small loop uses the first [`SMALL_LOOP_ITEMS`].
+    pub items: Vec<u64>,
+    /// The map workload's input, `0..MAP_ITEMS`.
+    pub input: Vec<u64>,
+    /// Where rayon and the serial floor collect the map's output (frame-scheduler maps into its
+    /// frame arena), kept so that its memory is reused.
+    pub mapped: Vec<u64>,
+}
+
+impl Loops {
+    fn new() -> Loops {
+        Loops {
+            items: vec![0; LOOP_ITEMS],
+            input: (0..MAP_ITEMS as u64).collect(),
+            mapped: Vec::with_capacity(MAP_ITEMS),
+        }
+    }
+
+    /// The slice `workload` loops over in place.
+    pub fn items(&mut self, workload: Workload) -> &mut [u64] {
+        &mut self.items[..workload.loop_len()]
+    }
+}
+
 /// Every system, built once, plus the scratch the workloads write into.
 pub struct Systems {
     /// Threads per system.
@@ -384,6 +527,8 @@ pub struct Systems {
     pub out: Vec<u64>,
     /// The arena of the bump floor.
     pub bump: Bump,
+    /// The loop workloads' slices.
+    pub loops: Loops,
 }
 
 impl Systems {
@@ -412,31 +557,43 @@ impl Systems {
                 .build(),
             out: vec![0; THROUGHPUT_JOBS],
             bump: Bump::with_capacity(SPAWN_JOBS * 64),
+            loops: Loops::new(),
         }
     }
 
     /// Whether `system` has a version of `workload`.
     pub fn supports(&self, workload: Workload, system: System) -> bool {
         match system {
-            System::Serial => matches!(workload, Workload::Spawn | Workload::Throughput),
+            System::Serial => {
+                matches!(workload, Workload::Spawn | Workload::Throughput) || workload.is_loop()
+            }
             System::SerialBump => workload == Workload::Spawn,
             // Rayon jobs cannot await: each ping-pong job blocks its thread, so it needs two.
             System::Rayon if workload == Workload::PingPong => self.threads >= 2,
+            // No loop over a borrowed slice: their tasks are `'static`.
+            System::Tokio | System::AsyncExecutor if workload.is_loop() => false,
+            // No batch spawn: 10 000 spawns, as in the spawn workload.
+            System::Tokio | System::BevyTasks if workload == Workload::SpawnBatch => false,
+            // bevy_tasks' `par_chunk_map` gives a `Vec` per chunk, not one slice in order.
+            System::BevyTasks if workload == Workload::Map => false,
             _ => true,
         }
     }
 
     /// Runs one frame of `workload` on `system`. Panics if it is not supported.
     pub fn run(&mut self, workload: Workload, system: System) {
+        let (out, loops) = (&mut self.out, &mut self.loops);
         match system {
-            System::FrameScheduler => frame_scheduler(&mut self.frame, workload, &mut self.out),
-            System::Rayon => on_rayon(&self.rayon, workload, &mut self.out),
-            System::Tokio => on_tokio(&self.tokio, workload, &mut self.out),
-            System::AsyncExecutor => on_async_executor(&self.executor, workload, &mut self.out),
-            System::BevyTasks => on_bevy(&self.bevy, workload, &mut self.out),
+            System::FrameScheduler => frame_scheduler(&mut self.frame, workload, out, loops),
+            System::Rayon => on_rayon(&self.rayon, workload, out, loops),
+            System::Tokio => on_tokio(&self.tokio, workload, out),
+            System::AsyncExecutor => on_async_executor(&self.executor, workload, out),
+            System::BevyTasks => on_bevy(&self.bevy, workload, out, loops),
             System::Serial => match workload {
                 Workload::Spawn => serial_boxed(),
-                Workload::Throughput => serial_throughput(&mut self.out),
+                Workload::Throughput => serial_throughput(out),
+                Workload::Loop | Workload::SmallLoop => serial_loop(workload, loops),
+                Workload::Map => serial_map(loops),
                 w => panic!("no serial version of {w:?}"),
             },
             System::SerialBump => match workload {
@@ -446,11 +603,44 @@ impl Systems {
         }
     }
 
-    /// Runs one frame and checks what can be checked: the throughput output, and the jobs
-    /// frame-scheduler counted. Panics with what went wrong.
+    /// Runs one frame and checks what can be checked: the throughput output, the loops'
+    /// outputs, and the jobs frame-scheduler counted. Panics with what went wrong.
     pub fn verify(&mut self, workload: Workload, system: System) {
         self.out.fill(0);
+        self.loops.items.fill(0);
+        self.loops.mapped.clear();
         self.run(workload, system);
+        if workload == Workload::Map && system == System::FrameScheduler {
+            // The measured frame's output dies with its frame: map once more, copying it out.
+            frame_scheduler_map_into(&mut self.frame, &self.loops.input, &mut self.loops.mapped);
+        }
+        if workload.is_loop() {
+            let len = workload.loop_len();
+            let outputs = match workload {
+                Workload::Map => &self.loops.mapped[..],
+                _ => &self.loops.items[..],
+            };
+            if workload == Workload::Map {
+                assert_eq!(
+                    outputs.len(),
+                    len,
+                    "{}: map gave {} outputs for {len} items",
+                    system.name(),
+                    outputs.len()
+                );
+            }
+            for (i, &v) in outputs.iter().enumerate() {
+                // The small loop leaves the slots past its items at 0.
+                let want = if i < len { workload.loop_value(i) } else { 0 };
+                assert_eq!(
+                    v,
+                    want,
+                    "{}: output {i} of {} is wrong",
+                    system.name(),
+                    workload.name()
+                );
+            }
+        }
         if workload.is_balance() {
             for (i, (&v, dur)) in self
                 .out
@@ -477,10 +667,11 @@ impl Systems {
         }
         if system == System::FrameScheduler {
             let stats = self.frame.last_frame_stats();
-            assert_eq!(
-                stats.jobs,
-                workload.frame_jobs(),
-                "frame-scheduler counted the wrong number of jobs for {workload:?}"
+            let jobs = workload.frame_jobs();
+            assert!(
+                jobs.contains(&stats.jobs),
+                "frame-scheduler counted {} jobs for {workload:?}, not {jobs:?}",
+                stats.jobs
             );
         }
     }
@@ -491,7 +682,7 @@ impl Systems {
 
 /// One frame of `workload` on frame-scheduler. Jobs whose handle is dropped are detached: the
 /// frame still waits for them, as a scope does.
-pub fn frame_scheduler(s: &mut Scheduler, workload: Workload, out: &mut [u64]) {
+pub fn frame_scheduler(s: &mut Scheduler, workload: Workload, out: &mut [u64], loops: &mut Loops) {
     match workload {
         Workload::Spawn => s.run_frame(async |frame| {
             for i in 0..SPAWN_JOBS {
@@ -551,7 +742,58 @@ pub fn frame_scheduler(s: &mut Scheduler, workload: Workload, out: &mut [u64]) {
             }
             done.await;
         }),
+        Workload::Loop => frame_scheduler_loop(s, loops.items(workload), MIN_LEN_100NS, work),
+        Workload::SmallLoop => {
+            frame_scheduler_loop(s, loops.items(workload), MIN_LEN_5NS, light_work)
+        }
+        Workload::Map => s.run_frame(async |frame| {
+            let out = frame
+                .map(&loops.input, MIN_LEN_5NS, |&x| light_work(x as usize))
+                .await;
+            black_box(out);
+        }),
+        Workload::SpawnBatch => s.run_frame(async |frame| {
+            let done = frame.counter();
+            frame.spawn_batch(
+                done,
+                (0..SPAWN_JOBS).map(|i| async move {
+                    black_box(i);
+                }),
+            );
+            done.await;
+        }),
     }
+}
+
+/// A loop workload on frame-scheduler: `items[i] = value(i)` for every item, by
+/// `for_each_chunk` with `min_len`.
+fn frame_scheduler_loop(
+    s: &mut Scheduler,
+    items: &mut [u64],
+    min_len: usize,
+    value: impl Fn(usize) -> u64 + Send + Sync,
+) {
+    s.run_frame(async |frame| {
+        frame
+            .for_each_chunk(items, min_len, |start, xs| {
+                for (k, x) in xs.iter_mut().enumerate() {
+                    *x = value(start + k);
+                }
+            })
+            .await;
+    })
+}
+
+/// The map workload on frame-scheduler, its output copied into `mapped`: what
+/// [`Systems::verify`] checks, since the measured frame's output is gone with its frame.
+fn frame_scheduler_map_into(s: &mut Scheduler, input: &[u64], mapped: &mut Vec<u64>) {
+    s.run_frame(async |frame| {
+        let out = frame
+            .map(input, MIN_LEN_5NS, |&x| light_work(x as usize))
+            .await;
+        mapped.clear();
+        mapped.extend_from_slice(out);
+    })
 }
 
 /// The throughput workload on frame-scheduler; public so that the bench can run it on a

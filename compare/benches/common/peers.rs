@@ -5,14 +5,16 @@
 use std::hint::black_box;
 
 use async_executor::Executor;
+use bevy_tasks::ParallelSliceMut as _;
 use bevy_tasks::TaskPool;
 use bumpalo::Bump;
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
+use rayon::prelude::*;
 
 use super::{
-    AsyncExecutor, CHAIN_LEN, FAN_OUT_JOBS, NESTED_FANOUT, PING_PONG_ROUNDS, SPAWN_JOBS,
-    STAGE_JOBS, STAGES, Workload, spin, work,
+    AsyncExecutor, CHAIN_LEN, FAN_OUT_JOBS, Loops, MIN_LEN_5NS, NESTED_FANOUT, PING_PONG_ROUNDS,
+    SPAWN_JOBS, STAGE_JOBS, STAGES, Workload, light_work, spin, work,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -36,9 +38,15 @@ pub(super) async fn pong(tx: mpsc::UnboundedSender<usize>, mut rx: mpsc::Unbound
 // ---------------------------------------------------------------------------------------------
 // rayon
 
-pub(super) fn on_rayon(pool: &rayon::ThreadPool, workload: Workload, out: &mut [u64]) {
+pub(super) fn on_rayon(
+    pool: &rayon::ThreadPool,
+    workload: Workload,
+    out: &mut [u64],
+    loops: &mut Loops,
+) {
+    let chunk = workload.chunk_len(pool.current_num_threads());
     match workload {
-        Workload::Spawn => pool.scope(|s| {
+        Workload::Spawn | Workload::SpawnBatch => pool.scope(|s| {
             for i in 0..SPAWN_JOBS {
                 s.spawn(move |_| {
                     black_box(i);
@@ -96,7 +104,35 @@ pub(super) fn on_rayon(pool: &rayon::ThreadPool, workload: Workload, out: &mut [
                 s.spawn(move |_| *slot = spin(dur, i));
             }
         }),
+        // `par_chunks_mut` rather than `par_iter_mut().with_min_len(..)`: as fast on 100 ns
+        // items and faster on 5 ns ones (BENCHMARKS.md, section 5).
+        Workload::Loop => rayon_chunks(pool, loops.items(workload), chunk, work),
+        Workload::SmallLoop => rayon_chunks(pool, loops.items(workload), chunk, light_work),
+        Workload::Map => pool.install(|| {
+            loops
+                .input
+                .par_iter()
+                .with_min_len(MIN_LEN_5NS)
+                .map(|&x| light_work(x as usize))
+                .collect_into_vec(&mut loops.mapped)
+        }),
     }
+}
+
+/// `items[i] = value(i)` for every item, by `par_chunks_mut(chunk)`.
+fn rayon_chunks(
+    pool: &rayon::ThreadPool,
+    items: &mut [u64],
+    chunk: usize,
+    value: impl Fn(usize) -> u64 + Send + Sync,
+) {
+    pool.install(|| {
+        items.par_chunks_mut(chunk).enumerate().for_each(|(c, xs)| {
+            for (k, x) in xs.iter_mut().enumerate() {
+                *x = value(c * chunk + k);
+            }
+        })
+    })
 }
 
 fn rayon_link(s: &rayon::Scope<'_>, left: usize) {
@@ -207,6 +243,11 @@ pub(super) fn on_tokio(rt: &tokio::runtime::Runtime, workload: Workload, out: &m
                 *slot = job.await.unwrap();
             }
         }),
+        Workload::Loop | Workload::SmallLoop | Workload::Map | Workload::SpawnBatch => {
+            panic!(
+                "no tokio version of {workload:?}: no loop over a borrowed slice, no batch spawn"
+            )
+        }
     }
 }
 
@@ -247,7 +288,7 @@ pub fn tokio_spawn_root_on_worker(rt: &tokio::runtime::Runtime) {
 pub(super) fn on_async_executor(exec: &AsyncExecutor, workload: Workload, out: &mut [u64]) {
     let ex = exec.ex;
     match workload {
-        Workload::Spawn => exec.block_on(async {
+        Workload::Spawn | Workload::SpawnBatch => exec.block_on(async {
             let mut jobs = Vec::with_capacity(SPAWN_JOBS);
             ex.spawn_many(
                 (0..SPAWN_JOBS).map(|i| async move {
@@ -342,6 +383,9 @@ pub(super) fn on_async_executor(exec: &AsyncExecutor, workload: Workload, out: &
                 *slot = job.await;
             }
         }),
+        Workload::Loop | Workload::SmallLoop | Workload::Map => {
+            panic!("no async-executor version of {workload:?}: no loop over a borrowed slice")
+        }
     }
 }
 
@@ -359,7 +403,9 @@ fn executor_link(ex: &'static Executor<'static>, left: usize, done: oneshot::Sen
 // ---------------------------------------------------------------------------------------------
 // bevy_tasks: scopes, like rayon; the caller ticks the pool while it waits.
 
-pub(super) fn on_bevy(pool: &TaskPool, workload: Workload, out: &mut [u64]) {
+pub(super) fn on_bevy(pool: &TaskPool, workload: Workload, out: &mut [u64], loops: &mut Loops) {
+    // The caller ticks the pool too: one thread more than it started.
+    let chunk = workload.chunk_len(pool.thread_num() + 1);
     match workload {
         Workload::Spawn => {
             pool.scope(|s| {
@@ -436,7 +482,26 @@ pub(super) fn on_bevy(pool: &TaskPool, workload: Workload, out: &mut [u64]) {
                 }
             });
         }
+        Workload::Loop => bevy_chunks(pool, loops.items(workload), chunk, work),
+        Workload::SmallLoop => bevy_chunks(pool, loops.items(workload), chunk, light_work),
+        Workload::Map | Workload::SpawnBatch => {
+            panic!("no bevy_tasks version of {workload:?}: no map into one slice, no batch spawn")
+        }
     }
+}
+
+/// `items[i] = value(i)` for every item, by `par_chunk_map_mut(pool, chunk, ..)`.
+fn bevy_chunks(
+    pool: &TaskPool,
+    mut items: &mut [u64],
+    chunk: usize,
+    value: impl Fn(usize) -> u64 + Send + Sync,
+) {
+    items.par_chunk_map_mut(pool, chunk, |c, xs| {
+        for (k, x) in xs.iter_mut().enumerate() {
+            *x = value(c * chunk + k);
+        }
+    });
 }
 
 fn bevy_link<'scope>(s: &'scope bevy_tasks::Scope<'scope, '_, ()>, left: usize) {
@@ -485,4 +550,27 @@ pub(super) fn serial_throughput(out: &mut [u64]) {
     for (i, slot) in out.iter_mut().enumerate() {
         *slot = work(i);
     }
+}
+
+/// A loop workload on one thread: `items[i] = value(i)` for every item.
+pub(super) fn serial_loop(workload: Workload, loops: &mut Loops) {
+    let items = loops.items(workload);
+    match workload {
+        Workload::Loop => serial_fill(items, work),
+        _ => serial_fill(items, light_work),
+    }
+}
+
+fn serial_fill(items: &mut [u64], value: impl Fn(usize) -> u64) {
+    for (i, x) in items.iter_mut().enumerate() {
+        *x = value(i);
+    }
+}
+
+/// The map workload on one thread, into the kept `Vec`.
+pub(super) fn serial_map(loops: &mut Loops) {
+    loops.mapped.clear();
+    loops
+        .mapped
+        .extend(loops.input.iter().map(|&x| light_work(x as usize)));
 }
