@@ -124,6 +124,12 @@ pub(crate) fn new_block(capacity: usize) -> Option<Bump> {
     Some(b)
 }
 
+/// A block of `block_size` bytes in all: bumpalo rounds a chunk up to whole pages with its
+/// footer, so ask for 64 bytes less and the block holds at most `block_size` bytes.
+pub(crate) fn new_sized_block(block_size: usize) -> Option<Bump> {
+    new_block(block_size - 64)
+}
+
 /// Bytes of a single-chunk bump's chunk.
 fn capacity(b: &Bump) -> usize {
     b.allocated_bytes()
@@ -154,6 +160,8 @@ unsafe fn drop_slice<T>(data: *mut u8, len: usize) {
 pub(crate) struct ArenaUse {
     /// Bytes handed out (blocks and large chunks, padding included).
     pub(crate) used: usize,
+    /// Of `used`, the bytes in blocks (not in chunks of their own).
+    pub(crate) in_blocks: usize,
     /// Blocks that held allocations.
     pub(crate) blocks: usize,
     /// Blocks taken from the pool (or the system) during the frame, beyond the one kept.
@@ -165,6 +173,7 @@ pub(crate) struct ArenaUse {
 impl core::ops::AddAssign for ArenaUse {
     fn add_assign(&mut self, o: ArenaUse) {
         self.used += o.used;
+        self.in_blocks += o.in_blocks;
         self.blocks += o.blocks;
         self.borrowed += o.borrowed;
         self.large += o.large;
@@ -246,7 +255,7 @@ impl Arena {
         }
         let block = pool
             .take_block()
-            .or_else(|| new_block(pool.block_size))
+            .or_else(|| new_sized_block(pool.block_size))
             .unwrap_or_else(|| alloc_failed(layout));
         self.blocks.push(block);
         // A worker's first block of the frame is its own; any more are borrowed.
@@ -325,6 +334,7 @@ impl Arena {
                 self.blocks.head.reset();
             }
             u.used = n;
+            u.in_blocks = n;
             u.blocks = usize::from(n > 0);
             return u;
         }
@@ -338,6 +348,7 @@ impl Arena {
         while let Some(mut b) = self.blocks.pop() {
             let n = used(&b);
             u.used += n;
+            u.in_blocks += n;
             u.blocks += usize::from(n > 0);
             b.reset();
             if keep && kept.is_none() {
@@ -346,8 +357,7 @@ impl Arena {
                 free.push_block(b);
             }
         }
-        pool.free_bytes
-            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
+        pool.publish(&free);
         drop(free);
         if let Some(b) = kept {
             self.blocks.push(b);
@@ -413,21 +423,27 @@ impl Free {
 pub(crate) struct Pool {
     /// Bytes asked for each block.
     pub(crate) block_size: usize,
+    /// Bytes a block really holds (at least `block_size`).
+    block_capacity: usize,
+    /// The scheduler's workers.
+    workers: usize,
     /// Allocations of this many bytes or more (size plus alignment) get a chunk of their own.
     pub(crate) large_min: usize,
     free: Mutex<Free>,
-    /// What `free` holds, in bytes: written under its lock, read without it at frame end so
-    /// that a frame with nothing to trim takes no lock.
+    /// What `free` holds, in bytes and in blocks: written under its lock, read without it at
+    /// frame end so that a frame with nothing to trim or stock takes no lock.
     free_bytes: AtomicUsize,
+    free_blocks: AtomicUsize,
     /// The bytes used by each of the last frames (a ring), for trimming.
     history: crate::sync::UnsafeCell<History>,
 }
 
 struct History {
-    used: Box<[usize]>,
+    /// Per frame: (bytes used, of which in blocks).
+    used: Box<[(usize, usize)]>,
     next: usize,
-    /// The largest of `used`.
-    peak: usize,
+    /// The largest of `used`'s first and second halves (not necessarily the same frame's).
+    peak: (usize, usize),
 }
 
 // SAFETY: `free` is behind a mutex; `history` is touched by the driver alone (invariant 2).
@@ -453,29 +469,53 @@ pub(crate) struct PoolEnd {
 }
 
 impl Pool {
-    /// An empty pool of blocks of `block_size` bytes, trimming to the use of the last
-    /// `trim_after` frames. `None` if the memory cannot be had.
-    pub(crate) fn try_new(block_size: usize, trim_after: usize) -> Option<Pool> {
+    /// A pool of blocks of `block_size` bytes for `workers` workers, trimming to the use of the
+    /// last `trim_after` frames. `None` if the memory cannot be had.
+    pub(crate) fn try_new(block_size: usize, trim_after: usize, workers: usize) -> Option<Pool> {
         let mut history = Vec::new();
         history.try_reserve_exact(trim_after).ok()?;
-        history.resize(trim_after, 0);
-        let free = Free {
+        history.resize(trim_after, (0, 0));
+        let mut free = Free {
             blocks: Chain::new(),
             large: Chain::new(),
             block_bytes: 0,
             large_bytes: 0,
         };
+        // One block to learn what a block really holds (bumpalo rounds its chunks up); it
+        // stays in the pool.
+        let first = new_sized_block(block_size)?;
+        let block_capacity = capacity(&first);
+        free.push_block(first);
         Some(Pool {
             block_size,
+            block_capacity,
+            workers,
             large_min: block_size / 4,
             free: Mutex::new(free),
-            free_bytes: AtomicUsize::new(0),
+            free_bytes: AtomicUsize::new(block_capacity),
+            free_blocks: AtomicUsize::new(1),
             history: crate::sync::UnsafeCell::new(History {
                 used: history.into_boxed_slice(),
                 next: 0,
-                peak: 0,
+                peak: (0, 0),
             }),
         })
+    }
+
+    /// Mirrors what `free` holds for lock-free reads (call under the lock).
+    fn publish(&self, free: &Free) {
+        self.free_bytes
+            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
+        self.free_blocks.store(free.blocks.len, Ordering::Relaxed);
+    }
+
+    /// The free blocks the pool keeps for frames that used up to `peak` bytes in blocks: what
+    /// that much work takes from the pool when it lands on one worker, 10 % more, and two
+    /// blocks, so that frames of the same work that land differently (a parallel loop splits
+    /// differently each time, a worker's last block is part-filled) still find the pool
+    /// stocked. Stocking never goes beyond the trimming budget.
+    fn reserve_for(&self, peak: usize) -> usize {
+        peak.saturating_add(peak / 10) / self.block_size + 2
     }
 
     fn lock(&self) -> crate::sync::MutexGuard<'_, Free> {
@@ -485,8 +525,7 @@ impl Pool {
     fn take_block(&self) -> Option<Bump> {
         let mut free = self.lock();
         let b = free.pop_block();
-        self.free_bytes
-            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
+        self.publish(&free);
         b
     }
 
@@ -511,33 +550,43 @@ impl Pool {
             b.reset();
             free.push_large(b);
         }
-        self.free_bytes
-            .store(free.block_bytes + free.large_bytes, Ordering::Relaxed);
+        self.publish(&free);
         found
     }
 
-    /// Frame end, after every arena's `end_frame`: records the frame's use and gives back to
-    /// the system what the pool holds beyond 1.5 × the largest use of the recent frames.
+    /// Frame end, after every arena's `end_frame`: records the frame's use, gives back to the
+    /// system what the pool holds beyond 1.5 × the largest use of the recent frames, and keeps
+    /// enough free blocks for the recent peak's work in blocks (see [`Pool::reserve_for`]).
     ///
     /// # Safety
     /// 1. Called by the driver alone (invariant 2).
-    pub(crate) unsafe fn end_frame(&self, used: usize) -> PoolEnd {
+    pub(crate) unsafe fn end_frame(&self, used: ArenaUse) -> PoolEnd {
+        let now = (used.used, used.in_blocks);
         // SAFETY: (1).
-        let budget = self.history.with_mut(|h| unsafe {
+        let peak = self.history.with_mut(|h| unsafe {
             let h = &mut *h;
             let n = h.next;
-            let evicted = mem::replace(&mut h.used[n], used);
+            let evicted = mem::replace(&mut h.used[n], now);
             h.next = (n + 1) % h.used.len();
-            if used >= h.peak {
-                h.peak = used;
-            } else if evicted == h.peak {
-                // The peak left the window: find the new one (only then).
-                h.peak = h.used.iter().copied().max().unwrap_or(0);
+            // Each half's sliding maximum, recomputed only when its peak leaves the window.
+            if now.0 >= h.peak.0 {
+                h.peak.0 = now.0;
+            } else if evicted.0 == h.peak.0 {
+                h.peak.0 = h.used.iter().map(|u| u.0).max().unwrap_or(0);
             }
-            h.peak.saturating_add(h.peak / 2)
+            if now.1 >= h.peak.1 {
+                h.peak.1 = now.1;
+            } else if evicted.1 == h.peak.1 {
+                h.peak.1 = h.used.iter().map(|u| u.1).max().unwrap_or(0);
+            }
+            h.peak
         });
+        let budget = peak.0.saturating_add(peak.0 / 2);
+        // Blocks for the work that went into blocks (large chunks are pooled on their own).
+        let peak = peak.1;
+        let reserve = self.reserve_for(peak);
         let free_bytes = self.free_bytes.load(Ordering::Relaxed);
-        if free_bytes <= budget {
+        if free_bytes <= budget && self.free_blocks.load(Ordering::Relaxed) >= reserve {
             return PoolEnd {
                 free: free_bytes,
                 trimmed: 0,
@@ -557,8 +606,27 @@ impl Pool {
             trimmed += capacity(&b);
             drop(b);
         }
+        // Stock the pool for the peak (this allocates only in a frame that raised the peak well
+        // above the last stocking, never in a steady frame): a steady frame whose work lands
+        // differently then never has to ask the system for a block.
+        // Below the reserve, stock one block per worker beyond it (within the budget): a frame
+        // that uses a little more than any before, as loops that split differently do now and
+        // then, then takes blocks from the pool instead of the system.
+        let target = if free.blocks.len < reserve {
+            reserve + self.workers
+        } else {
+            0
+        };
+        while free.blocks.len < target
+            && free.block_bytes + free.large_bytes + self.block_capacity <= budget
+        {
+            match new_sized_block(self.block_size) {
+                Some(b) => free.push_block(b),
+                None => break,
+            }
+        }
+        self.publish(&free);
         let bytes = free.large_bytes + free.block_bytes;
-        self.free_bytes.store(bytes, Ordering::Relaxed);
         PoolEnd {
             free: bytes,
             trimmed,

@@ -37,7 +37,7 @@ impl Scheduler {
                         )
                     })
                     .collect();
-                let pool = crate::arena::Pool::try_new(4096, 1).expect("a small pool");
+                let pool = crate::arena::Pool::try_new(4096, 1, workers).expect("a small pool");
                 Shared::new(states, pool, this.as_ptr())
             }),
         }

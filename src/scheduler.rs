@@ -355,8 +355,9 @@ impl SchedulerBuilder {
                 self.arena_capacity
             ))
         };
-        let pool = crate::arena::Pool::try_new(self.arena_block_size, self.arena_trim_after)
-            .ok_or_else(arena_error)?;
+        let pool =
+            crate::arena::Pool::try_new(self.arena_block_size, self.arena_trim_after, workers)
+                .ok_or_else(arena_error)?;
         let mut states = Vec::new();
         if states.try_reserve_exact(workers).is_err() {
             return Err(BuildError::new(format!(
@@ -364,7 +365,7 @@ impl SchedulerBuilder {
             )));
         }
         for _ in 0..workers {
-            let first = crate::arena::new_block(self.arena_capacity.max(self.arena_block_size))
+            let first = crate::arena::new_sized_block(self.arena_capacity.max(self.arena_block_size))
                 .ok_or_else(arena_error)?;
             match Worker::try_new(Some(first), self.queue_capacity, workers) {
                 Ok(w) => states.push(CachePadded::new(w)),
@@ -752,7 +753,7 @@ unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
         used += unsafe { lock(&shared.foreign).arena.end_frame(&shared.pool, false) };
     }
     // SAFETY: this is the driver, at frame end.
-    let pool = unsafe { shared.pool.end_frame(used.used) };
+    let pool = unsafe { shared.pool.end_frame(used) };
     // The root's cell, if it had one, was orphaned with the pool that handed it out.
     shared
         .root
