@@ -72,7 +72,7 @@ impl<'frame> Counter<'frame> {
     /// of awaiting) holds back its worker's report of the same counter's jobs it finished
     /// before. To wait for a counter, await it: awaiting is never held back.
     pub fn value(&self) -> usize {
-        crate::worker::flush_pending_for(self.inner);
+        crate::harness::flush_pending_for(self.inner);
         value_of(self.inner.value.load(Ordering::Acquire))
     }
 
@@ -285,7 +285,7 @@ impl CounterInner {
     }
 
     /// Whether some waiter waits for a target above zero: workers then report this counter's
-    /// finished jobs at once instead of batching them (see `worker::run_job`).
+    /// finished jobs at once instead of batching them (see `harness::run_job`).
     #[inline]
     pub(crate) fn has_targets(&self) -> bool {
         self.targets_hint.load(Ordering::Relaxed)

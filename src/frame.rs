@@ -13,11 +13,12 @@ use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
 
+use crate::context::{self, Current};
 use crate::counter::{Counter, CounterInner, counter_ptr};
 use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::sync::Ordering;
-use crate::worker::{self, Counts, Shared};
+use crate::worker::{Counts, Shared};
 
 /// A running frame, handed by reference to the root future of
 /// [`Scheduler::run_frame`](crate::Scheduler::run_frame).
@@ -113,7 +114,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     where
         F: Future + 'frame,
     {
-        let cur = worker::current();
+        let cur = context::current();
         if !ptr::eq(cur.shared, self.shared) || cur.index != 0 || !cur.local_ok {
             panic!(
                 "Frame::spawn_local called from a job that may run on any thread: local jobs \
@@ -145,11 +146,11 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 
     /// Writes a value into the arena of the calling thread (its worker's, or the foreign arena).
     fn alloc_raw<T>(&self, value: T) -> NonNull<T> {
-        self.alloc_for(worker::current(), value)
+        self.alloc_for(context::current(), value)
     }
 
     /// [`Frame::alloc_raw`] for a caller that already knows which thread it is on.
-    pub(crate) fn alloc_for<T>(&self, cur: worker::Current, value: T) -> NonNull<T> {
+    pub(crate) fn alloc_for<T>(&self, cur: Current, value: T) -> NonNull<T> {
         let p = self.alloc_layout_for(cur, Layout::new::<T>()).cast::<T>();
         // SAFETY: fresh room for a `T`.
         unsafe { p.as_ptr().write(value) };
@@ -158,7 +159,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 
     /// Room for `layout` in the arena of the calling thread, valid until the frame ends.
     #[inline]
-    pub(crate) fn alloc_layout_for(&self, cur: worker::Current, layout: Layout) -> NonNull<u8> {
+    pub(crate) fn alloc_layout_for(&self, cur: Current, layout: Layout) -> NonNull<u8> {
         let shared = self.shared;
         if ptr::eq(cur.shared, shared) {
             // SAFETY: we are worker `cur.index` (Shared invariant 1), and no other reference to
@@ -187,7 +188,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             SCHEDULED,
             handle,
         );
-        let cur = worker::current();
+        let cur = context::current();
         let slot = Job::<F>::place(self.alloc_layout_for(cur, Job::<F>::ROOM));
         // SAFETY: placed in fresh room of `Job::ROOM`.
         unsafe { Job::write(slot, header, future) };

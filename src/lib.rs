@@ -142,9 +142,11 @@
 mod readme {}
 
 mod arena;
+mod context;
 mod counter;
 mod deque;
 mod frame;
+mod harness;
 mod job;
 #[cfg(loom)]
 #[doc(hidden)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::counter::{Counter, CounterInner};
 use crate::frame::JobHandle;
+use crate::harness;
 use crate::job::state::{AfterPoll, POLLED, RUNNING, SCHEDULED};
 use crate::job::{Header, Job, JobKind, JobRef, PollOutcome};
 use crate::sync::Ordering;
@@ -205,7 +206,7 @@ impl<F: Future> OutputJob<F> {
             }
             PollOutcome::Ready => {
                 // SAFETY: the model plays worker 0 of `sched` and the job just finished.
-                unsafe { worker::complete(&sched.shared, 0, job, false) };
+                unsafe { harness::complete(&sched.shared, 0, job, false) };
                 true
             }
             PollOutcome::Panicked(p) => std::panic::resume_unwind(p),
@@ -218,7 +219,7 @@ impl<F: Future> OutputJob<F> {
     /// Every thread that touched the job has been joined.
     pub unsafe fn end_frame(&self, sched: &Scheduler) {
         // SAFETY: the caller joined every thread.
-        unsafe { worker::sweep_outputs(&sched.shared) };
+        unsafe { harness::sweep_outputs(&sched.shared) };
     }
 }
 

@@ -14,8 +14,8 @@ use core::mem::{self, MaybeUninit};
 use core::ops::{Deref, DerefMut};
 use core::ptr::{self, NonNull};
 
+use crate::context::{self, Current};
 use crate::frame::Frame;
-use crate::worker;
 
 // Each call hands out fresh arena memory that nothing else refers to (as `Bump::alloc` does),
 // so `&self` in, `&mut` out is sound here.
@@ -36,7 +36,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// assert_eq!(label, 16);
     /// ```
     pub fn alloc<T: Send + 'env>(&'frame self, value: T) -> &'frame mut T {
-        let cur = worker::current();
+        let cur = context::current();
         let p = self.alloc_layout_for(cur, Layout::new::<T>()).cast::<T>();
         // SAFETY: fresh room for a `T`.
         unsafe { p.as_ptr().write(value) };
@@ -82,7 +82,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         len: usize,
         mut f: impl FnMut(usize) -> T,
     ) -> &'frame mut [T] {
-        let cur = worker::current();
+        let cur = context::current();
         let dst = self.alloc_uninit_slice_for::<T>(cur, len);
         let base = dst.as_mut_ptr().cast::<T>();
         /// Drops the values made so far if `f` panics.
@@ -107,7 +107,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         // SAFETY: `base` holds `len` initialised `T`s (a dangling pointer is fine for len 0).
         let base = unsafe { NonNull::new_unchecked(base) };
         // SAFETY: `len` initialised `T`s in frame memory, ours alone; `T: Send + 'env`.
-        unsafe { self.defer_drop_for(worker::current(), base, len) };
+        unsafe { self.defer_drop_for(context::current(), base, len) };
         // SAFETY: as above; they live until the frame ends.
         unsafe { core::slice::from_raw_parts_mut(base.as_ptr(), len) }
     }
@@ -175,12 +175,12 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// # Panics
     /// If `len` `T`s take more than `isize::MAX` bytes.
     pub(crate) fn alloc_uninit_slice<T>(&'frame self, len: usize) -> &'frame mut [MaybeUninit<T>] {
-        self.alloc_uninit_slice_for(worker::current(), len)
+        self.alloc_uninit_slice_for(context::current(), len)
     }
 
     fn alloc_uninit_slice_for<T>(
         &'frame self,
-        cur: worker::Current,
+        cur: Current,
         len: usize,
     ) -> &'frame mut [MaybeUninit<T>] {
         let layout = array_layout::<T>(len);
@@ -199,12 +199,12 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// 2. `T: Send`, and `T` holds no borrow of frame memory (`T: 'env`).
     pub(crate) unsafe fn drop_at_frame_end<T>(&self, slice: NonNull<[T]>) {
         // SAFETY: (1), (2), passed on.
-        unsafe { self.defer_drop_for(worker::current(), slice.cast::<T>(), slice.len()) }
+        unsafe { self.defer_drop_for(context::current(), slice.cast::<T>(), slice.len()) }
     }
 
     /// # Safety
     /// As for [`Frame::drop_at_frame_end`], for `len` values at `data`.
-    unsafe fn defer_drop_for<T>(&self, cur: worker::Current, data: NonNull<T>, len: usize) {
+    unsafe fn defer_drop_for<T>(&self, cur: Current, data: NonNull<T>, len: usize) {
         if !mem::needs_drop::<T>() || len == 0 {
             return;
         }
@@ -361,7 +361,7 @@ impl<'frame, 'env, T> FrameVec<'frame, 'env, T> {
         let layout = array_layout::<T>(cap);
         let new = self
             .frame
-            .alloc_layout_for(worker::current(), layout)
+            .alloc_layout_for(context::current(), layout)
             .cast::<T>();
         // SAFETY: `new` is fresh room for `cap >= len` values; the old room holds `len`
         // initialised ones, moved (bitwise) and never used again.
@@ -407,7 +407,7 @@ impl<'frame, 'env, T> FrameVec<'frame, 'env, T> {
         let me = mem::ManuallyDrop::new(self);
         // SAFETY: `len` initialised elements in frame memory, handed over from the vector
         // (which will not drop them); `T: 'env`, and `T: Send` as `Frame::vec` required.
-        unsafe { me.frame.defer_drop_for(worker::current(), me.ptr, me.len) };
+        unsafe { me.frame.defer_drop_for(context::current(), me.ptr, me.len) };
         // SAFETY: as above; frame memory lives until the frame ends.
         unsafe { core::slice::from_raw_parts_mut(me.ptr.as_ptr(), me.len) }
     }

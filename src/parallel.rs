@@ -157,12 +157,13 @@ use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::context::{self, Current};
 use crate::counter::{Counter, CounterInner, CounterWait, counter_ptr};
 use crate::frame::Frame;
 use crate::job::state::{DETACHED, SCHEDULED};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
-use crate::worker::{self, Counts};
+use crate::worker::Counts;
 
 /// `Piece::origin` of a piece queued by a thread that is not one of the frame's workers.
 const FOREIGN: usize = usize::MAX;
@@ -325,7 +326,7 @@ impl<B: Body> Piece<'_, '_, B> {
     fn run(&mut self) {
         let lp = self.lp;
         let shared = lp.frame.shared;
-        let cur = worker::current();
+        let cur = context::current();
         let here = if ptr::eq(cur.shared, shared) {
             cur.index
         } else {
@@ -396,7 +397,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             drop(body);
             return None;
         }
-        let cur = worker::current();
+        let cur = context::current();
         let lp = self.alloc_for(
             cur,
             Loop {
@@ -598,7 +599,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         I: IntoIterator,
         I::Item: Future<Output = ()> + Send + 'frame,
     {
-        let cur = worker::current();
+        let cur = context::current();
         let mut batch = Batch {
             frame: self,
             cur,
@@ -635,7 +636,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 ///    the batch knows it.
 struct Batch<'frame, 'env> {
     frame: &'frame Frame<'frame, 'env>,
-    cur: worker::Current,
+    cur: Current,
     counter: Counter<'frame>,
     head: *const Header,
     tail: *const Header,

@@ -17,6 +17,7 @@ use crate::stats::FrameStats;
 use crate::sync::{Ordering, lock};
 use crate::waker;
 use crate::worker::{self, Shared, Worker};
+use crate::{context, harness};
 use crossbeam_utils::CachePadded;
 
 /// Owns the worker threads and their arenas, and runs frames.
@@ -541,7 +542,7 @@ impl Scheduler {
         &mut self,
         f: impl for<'frame> AsyncFnOnce(&'frame Frame<'frame, 'env>) -> R,
     ) -> R {
-        if !worker::current().shared.is_null() {
+        if !context::current().shared.is_null() {
             panic!(
                 "Scheduler::run_frame called from inside a job or a frame's root future: the \
                  outer frame could not finish while this thread waits; spawn the work into the \
@@ -557,14 +558,14 @@ impl Scheduler {
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
         let output = {
-            let _enter = worker::enter(shared, 0);
+            let _enter = context::enter(shared, 0);
             let frame = Frame::new(shared, index);
             // The root future lives on this stack frame, pinned; it is dropped in place in
             // `drive`, before any arena is reset. Calling `f` runs user code (a plain closure
             // returning a future runs its body here): a panic there must not unwind past jobs
             // it already spawned, which may borrow the caller's data.
             let made = catch_unwind(AssertUnwindSafe(|| {
-                worker::with_local_ok(true, || f(&frame))
+                context::with_local_ok(true, || f(&frame))
             }));
             let mut root = match made {
                 Ok(future) => Some(future),
@@ -624,7 +625,7 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
         // finished jobs of: publish them first.
         if root.is_some() && shared.root.state.load(Ordering::Acquire) & SCHEDULED != 0 {
             // SAFETY: this thread is worker 0 for the duration of the frame.
-            unsafe { worker::flush_pending(shared, 0) };
+            unsafe { harness::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
         }
         if root.is_none() {
@@ -635,7 +636,7 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
                 // list): then run those, and sweep again once they are done. The frame is over
                 // only after a sweep during which nothing was spawned.
                 // SAFETY: every job has completed and was counted.
-                unsafe { worker::sweep_outputs(shared) };
+                unsafe { harness::sweep_outputs(shared) };
                 if shared.job_counts().1 == spawned {
                     return;
                 }
@@ -644,14 +645,14 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
         // SAFETY: this thread is worker 0 for the duration of the frame.
         if let Some(job) = unsafe { shared.find_work(0) } {
             // SAFETY: this thread is worker 0 for the duration of the frame.
-            unsafe { worker::run_job(shared, 0, job) };
+            unsafe { harness::run_job(shared, 0, job) };
             round = 0;
             continue;
         }
         if round == 0 {
             // Nothing to run: publish batched completions before idling.
             // SAFETY: this thread is worker 0 for the duration of the frame.
-            unsafe { worker::flush_pending(shared, 0) };
+            unsafe { harness::flush_pending(shared, 0) };
         }
         if worker::idle_round(&mut round, worker::DRIVER_IDLE) {
             continue;
@@ -678,7 +679,7 @@ fn poll_root<Fut: Future>(
     let Some(fut) = root.as_mut() else { return };
     // SAFETY: the future stays in `root` until it is dropped in place (set to `None`).
     let fut = unsafe { Pin::new_unchecked(fut) };
-    let polled = worker::with_local_ok(true, || {
+    let polled = context::with_local_ok(true, || {
         catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
     });
     match polled {
@@ -694,7 +695,7 @@ fn poll_root<Fut: Future>(
     shared.root.transition_to_complete();
     // Drop the root future in place now: its handles detach, its counters' waits end.
     if let Err(payload) =
-        worker::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| *root = None)))
+        context::with_local_ok(true, || catch_unwind(AssertUnwindSafe(|| *root = None)))
     {
         shared.record_panic(payload);
     }

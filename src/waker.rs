@@ -54,7 +54,7 @@ impl Wake {
     pub(crate) fn wake(self) {
         match self {
             // SAFETY: type invariant: the header is live whenever it is woken.
-            Wake::Job(header) => unsafe { crate::worker::wake_job(header) },
+            Wake::Job(header) => unsafe { crate::harness::wake_job(header) },
             Wake::Other(waker) => waker.wake(),
         }
     }
@@ -369,7 +369,7 @@ unsafe fn borrowed_clone(data: *const ()) -> RawWaker {
         unsafe { (*existing).state.fetch_add(REF_ONE, Ordering::Relaxed) };
         return RawWaker::new(existing.cast_const().cast(), &OWNED);
     }
-    crate::worker::with_cell_pool(h, |pool| {
+    crate::context::with_cell_pool(h, |pool| {
         let cell = pool.acquire(header);
         match h.wake_cell.compare_exchange(
             ptr::null_mut(),
@@ -394,7 +394,7 @@ unsafe fn borrowed_clone(data: *const ()) -> RawWaker {
 /// As for [`borrowed_clone`].
 unsafe fn borrowed_wake(data: *const ()) {
     // SAFETY: a borrowed waker exists only during a poll, so the header is live.
-    unsafe { crate::worker::wake_job(NonNull::new_unchecked(data as *mut Header)) };
+    unsafe { crate::harness::wake_job(NonNull::new_unchecked(data as *mut Header)) };
 }
 
 /// `drop` of a borrowed waker: it owns nothing.
@@ -442,7 +442,7 @@ unsafe fn owned_wake_by_ref(data: *const ()) {
         let target = cell.target.with(|t| unsafe { *t });
         // SAFETY: not orphaned, and the driver waits for our WAKING count to drop before it
         // resets the arena (cell invariants 1, 2): the header is live.
-        unsafe { crate::worker::wake_job(NonNull::new_unchecked(target as *mut Header)) };
+        unsafe { crate::harness::wake_job(NonNull::new_unchecked(target as *mut Header)) };
     }
     cell.state.fetch_sub(WAKING_ONE, Ordering::Release);
 }

@@ -1,0 +1,98 @@
+//! Which worker of which scheduler this thread is (tokio's `runtime/context.rs`).
+//!
+//! A thread-local [`Current`] says whether the running thread is a worker, of which scheduler,
+//! and whether the code running now may call `spawn_local`. [`enter`] makes a thread a worker
+//! (a background thread for its whole life, the driving thread for one `run_frame`), and
+//! [`with_cell_pool`] picks the wake-cell pool a thread should use for a job.
+
+use core::cell::Cell;
+use core::ptr;
+
+use crate::job::Header;
+use crate::waker::CellPool;
+use crate::worker::Shared;
+
+/// Which worker of which scheduler this thread is, if any.
+#[derive(Clone, Copy)]
+pub(crate) struct Current {
+    pub(crate) shared: *const Shared,
+    pub(crate) index: usize,
+    /// Whether the code running now may call `spawn_local`: the root future or a local job.
+    pub(crate) local_ok: bool,
+}
+
+impl Current {
+    const NONE: Current = Current {
+        shared: ptr::null(),
+        index: 0,
+        local_ok: false,
+    };
+}
+
+thread_local! {
+    static CURRENT: Cell<Current> = const { Cell::new(Current::NONE) };
+}
+
+/// The worker this thread is, if any.
+#[inline]
+pub(crate) fn current() -> Current {
+    CURRENT.with(Cell::get)
+}
+
+/// Makes this thread a worker until the guard is dropped.
+pub(crate) fn enter(shared: &Shared, index: usize) -> EnterGuard {
+    let prev = CURRENT.with(|c| {
+        c.replace(Current {
+            shared,
+            index,
+            local_ok: false,
+        })
+    });
+    EnterGuard(prev)
+}
+
+/// Restores the thread's previous identity on drop (also on unwind).
+pub(crate) struct EnterGuard(Current);
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+fn set_local_ok(ok: bool) -> bool {
+    CURRENT.with(|c| {
+        let mut cur = c.get();
+        let prev = cur.local_ok;
+        cur.local_ok = ok;
+        c.set(cur);
+        prev
+    })
+}
+
+/// Runs `f` with `spawn_local` allowed (or not), restoring the previous setting after.
+pub(crate) fn with_local_ok<R>(ok: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_local_ok(self.0);
+        }
+    }
+    let _restore = Restore(set_local_ok(ok));
+    f()
+}
+
+/// Runs `f` with the wake-cell pool this thread should use for a job of `header`'s scheduler.
+pub(crate) fn with_cell_pool<R>(header: &Header, f: impl FnOnce(&mut CellPool) -> R) -> R {
+    let cur = current();
+    // SAFETY: header invariant 1: `shared` is live while the job is.
+    let shared = unsafe { &*header.shared };
+    if ptr::eq(cur.shared, shared) {
+        // SAFETY: we are worker `cur.index` (Shared invariant 1).
+        shared.workers[cur.index]
+            .local
+            .with_mut(|l| f(unsafe { &mut (*l).cells }))
+    } else {
+        f(&mut shared.foreign().cells)
+    }
+}
