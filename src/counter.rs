@@ -372,7 +372,7 @@ impl CounterInner {
             unsafe { self.bump_epoch() }
         };
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.notify(epoch, 0))) {
-            crate::job::raw::drop_quietly(payload);
+            crate::unwind::drop_quietly(payload);
         }
     }
 

@@ -158,6 +158,7 @@ mod sleep;
 mod stats;
 mod sync;
 mod trace;
+mod unwind;
 mod waker;
 mod worker;
 

@@ -254,7 +254,7 @@ impl<'env, T: Sync, U: Send + 'env, F: Fn(&T) -> U + Sync> Body for MapBody<'_, 
                 unsafe { ptr::drop_in_place(prefix) }
             }));
             if let Err(second) = dropped {
-                crate::job::raw::drop_quietly(second);
+                crate::unwind::drop_quietly(second);
             }
             std::panic::resume_unwind(payload);
         }

@@ -15,6 +15,7 @@ use crate::job::JobRef;
 use crate::job::state::{COMPLETE, SCHEDULED};
 use crate::stats::FrameStats;
 use crate::sync::{Ordering, lock};
+use crate::unwind::{AbortOnUnwind, drop_quietly};
 use crate::waker;
 use crate::worker::{self, Shared, Worker};
 use crate::{context, harness};
@@ -485,7 +486,7 @@ fn run_hook(hook: &(dyn Fn(usize) + Send + Sync), index: usize) -> Result<(), St
         } else {
             "a panic payload that is not a string".to_owned()
         };
-        crate::job::raw::drop_quietly(payload);
+        drop_quietly(payload);
         msg
     })
 }
@@ -765,22 +766,6 @@ unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
         used,
         kept: kept + pool.free,
         trimmed: pool.trimmed,
-    }
-}
-
-/// Aborts the process if dropped during a panic: for code that must not unwind because jobs
-/// still running elsewhere hold borrows that unwinding would end. `mem::forget` it on success.
-pub(crate) struct AbortOnUnwind(pub(crate) &'static str);
-
-impl Drop for AbortOnUnwind {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "frame-scheduler: a panic escaped {}, where jobs may still borrow data; aborting",
-                self.0
-            );
-            std::process::abort();
-        }
     }
 }
 

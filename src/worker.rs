@@ -34,6 +34,7 @@ use crate::sleep::Sleep;
 use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, load_own, lock,
 };
+use crate::unwind::AbortOnUnwind;
 use crate::waker::CellPool;
 
 /// State shared by the scheduler, its worker threads, and every waker of a live frame.
@@ -552,7 +553,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
     let _enter = enter(shared, index);
     // User code is caught where it runs; a panic out of this loop would lose the jobs in hand
     // and hang the frame, so abort instead.
-    let guard = crate::scheduler::AbortOnUnwind("a worker thread's loop");
+    let guard = AbortOnUnwind("a worker thread's loop");
     let mut round = 0;
     let mut busy = false;
     loop {

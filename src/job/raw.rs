@@ -12,6 +12,7 @@ use std::panic::catch_unwind;
 
 use super::Header;
 use crate::sync::UnsafeCell;
+use crate::unwind::drop_quietly;
 
 /// A job's future or output, after its header. Which of them is there (if either) is the
 /// header's `stage_tag` (`STAGE_*`): kept out of the stage, so that an over-aligned future
@@ -248,14 +249,6 @@ unsafe fn poll<F: Future>(header: NonNull<Header>, cx: &mut Context<'_>) -> Poll
             }
             PollOutcome::Panicked(payload)
         }
-    }
-}
-
-/// Drops a value whose destructor might panic, swallowing that panic (the frame already has one).
-pub(crate) fn drop_quietly<T>(value: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(value))) {
-        // A panic payload whose own destructor panics aborts, as in std.
-        mem::forget(payload);
     }
 }
 
