@@ -396,7 +396,7 @@ impl CounterInner {
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            crate::job::header::backoff(&mut spins);
+            crate::sync::backoff(&mut spins);
         }
         CounterGuard(self)
     }

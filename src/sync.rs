@@ -1,4 +1,5 @@
-//! The one place atomics, cells, locks and thread parking come from.
+//! The one place atomics, cells, locks, thread parking and the spin helpers (`spin_loop`,
+//! `yield_thread`, `backoff`) come from.
 //!
 //! Every concurrent type in the crate imports its primitives from here, so under `--cfg loom`
 //! the same code runs on loom's model-checked versions (crossbeam's habit). Outside loom these
@@ -54,6 +55,17 @@ pub(crate) fn yield_thread() {
     std::thread::yield_now();
     #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+/// Spins politely: a few busy iterations, then gives the time slice away.
+#[inline]
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        spin_loop();
+    } else {
+        yield_thread();
+    }
+    *spins = spins.saturating_add(1);
 }
 
 /// Locks a mutex, ignoring poison: every critical section in this crate leaves its data

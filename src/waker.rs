@@ -296,7 +296,7 @@ impl CellPool {
             c.state.fetch_add(ORPHANED + REF_ONE, Ordering::AcqRel);
             let mut spins = 0;
             while c.state.load(Ordering::Acquire) & WAKING_MASK != 0 {
-                crate::job::header::backoff(&mut spins);
+                crate::sync::backoff(&mut spins);
             }
             let before = c.state.fetch_sub(REF_ONE, Ordering::AcqRel);
             if before & !WAKING_MASK == ORPHANED | REF_ONE {

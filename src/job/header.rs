@@ -24,7 +24,7 @@ use crate::waker::Wake;
 use super::JobVTable;
 use super::state::*;
 use crate::counter::CounterInner;
-use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell, spin_loop};
+use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell, backoff};
 use crate::waker::WakeCell;
 use crate::worker::Shared;
 
@@ -268,17 +268,6 @@ impl Header {
     pub(crate) fn detach_unregistered(&self) -> u32 {
         self.handle.fetch_or(DETACHED, Ordering::AcqRel)
     }
-}
-
-/// Spins politely: a few busy iterations, then gives the time slice away.
-#[inline]
-pub(crate) fn backoff(spins: &mut u32) {
-    if *spins < 64 {
-        spin_loop();
-    } else {
-        crate::sync::yield_thread();
-    }
-    *spins = spins.saturating_add(1);
 }
 
 /// A pointer to a live job header, as it travels through queues.
