@@ -18,7 +18,7 @@ use crate::sync::{Ordering, lock};
 use crate::unwind::{AbortOnUnwind, drop_quietly};
 use crate::waker;
 use crate::worker::{self, Shared, Worker};
-use crate::{context, harness};
+use crate::{context, harness, sleep};
 use crossbeam_utils::CachePadded;
 
 /// Owns the worker threads and their arenas, and runs frames.
@@ -655,7 +655,7 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { harness::flush_pending(shared, 0) };
         }
-        if worker::idle_round(&mut round, worker::DRIVER_IDLE) {
+        if sleep::idle_round(&mut round, sleep::DRIVER_IDLE) {
             continue;
         }
         shared.sleep.sleep(0, || {

@@ -19,10 +19,17 @@
 //!
 //! `notify` clears the flag and decrements `sleepers` itself, so `sleepers` counts workers that
 //! are asleep and not yet called, and a burst of pushes wakes each sleeper once.
+//!
+//! # Before parking
+//! A thread that finds no work first keeps looking for a while ([`idle_round`]): the driving
+//! thread spins without backing off ([`DRIVER_IDLE`]), background workers look less and less
+//! often ([`WORKER_IDLE`]); only then do they announce themselves and park.
 
 use crossbeam_utils::CachePadded;
 
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, lock};
+use crate::sync::{
+    AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, lock, spin_loop, yield_thread,
+};
 
 /// The parking state of every worker, the driving thread included (index 0).
 ///
@@ -124,4 +131,48 @@ impl Sleep {
             self.notify(i);
         }
     }
+}
+
+/// How long an idle thread keeps looking for work before it parks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdlePolicy {
+    /// Rounds of looking; the last 16 give the time slice away instead of spinning.
+    rounds: u32,
+    /// How many times the spin per round may double (every 16 rounds).
+    max_doublings: u32,
+}
+
+/// Busy-wait hints per round, before any doubling.
+const SPINS_PER_ROUND: u32 = 32;
+
+/// The driving thread does not back off: it must notice the root's wake and the frame's end at
+/// once.
+pub(crate) const DRIVER_IDLE: IdlePolicy = IdlePolicy {
+    rounds: 256,
+    max_doublings: 0,
+};
+
+/// Background workers look less and less often as they keep finding nothing (the spin doubles
+/// every 16 rounds, up to 16 times): each look reads the lines other workers' deques write on
+/// every push and pop, so a worker that looks as often as it can slows down the ones that have
+/// work.
+pub(crate) const WORKER_IDLE: IdlePolicy = IdlePolicy {
+    rounds: 96,
+    max_doublings: 4,
+};
+
+/// Waits a little between two looks for work; returns `false` once it is time to park.
+pub(crate) fn idle_round(round: &mut u32, policy: IdlePolicy) -> bool {
+    *round += 1;
+    if *round > policy.rounds {
+        return false;
+    }
+    if *round > policy.rounds - 16 {
+        yield_thread();
+    } else {
+        for _ in 0..SPINS_PER_ROUND << (*round / 16).min(policy.max_doublings) {
+            spin_loop();
+        }
+    }
+    true
 }

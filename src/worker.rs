@@ -30,7 +30,7 @@ use crate::deque::{BATCH, Deque};
 use crate::harness::{flush_pending, run_job};
 use crate::job::state::DETACHED;
 use crate::job::{Header, JobKind, JobList, JobRef};
-use crate::sleep::Sleep;
+use crate::sleep::{Sleep, WORKER_IDLE, idle_round};
 use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, load_own, lock,
 };
@@ -502,50 +502,6 @@ pub(crate) struct Totals {
     pub(crate) local: u64,
     pub(crate) foreign: u64,
     pub(crate) steals: u64,
-}
-
-/// How long an idle thread keeps looking for work before it parks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct IdlePolicy {
-    /// Rounds of looking; the last 16 give the time slice away instead of spinning.
-    rounds: u32,
-    /// How many times the spin per round may double (every 16 rounds).
-    max_doublings: u32,
-}
-
-/// Busy-wait hints per round, before any doubling.
-const SPINS_PER_ROUND: u32 = 32;
-
-/// The driving thread does not back off: it must notice the root's wake and the frame's end at
-/// once.
-pub(crate) const DRIVER_IDLE: IdlePolicy = IdlePolicy {
-    rounds: 256,
-    max_doublings: 0,
-};
-
-/// Background workers look less and less often as they keep finding nothing (the spin doubles
-/// every 16 rounds, up to 16 times): each look reads the lines other workers' deques write on
-/// every push and pop, so a worker that looks as often as it can slows down the ones that have
-/// work.
-const WORKER_IDLE: IdlePolicy = IdlePolicy {
-    rounds: 96,
-    max_doublings: 4,
-};
-
-/// Waits a little between two looks for work; returns `false` once it is time to park.
-pub(crate) fn idle_round(round: &mut u32, policy: IdlePolicy) -> bool {
-    *round += 1;
-    if *round > policy.rounds {
-        return false;
-    }
-    if *round > policy.rounds - 16 {
-        crate::sync::yield_thread();
-    } else {
-        for _ in 0..SPINS_PER_ROUND << (*round / 16).min(policy.max_doublings) {
-            crate::sync::spin_loop();
-        }
-    }
-    true
 }
 
 /// The loop of a background worker thread.
