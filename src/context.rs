@@ -90,8 +90,8 @@ pub(crate) fn with_cell_pool<R>(header: &Header, f: impl FnOnce(&mut CellPool) -
     if ptr::eq(cur.shared, shared) {
         // SAFETY: we are worker `cur.index` (Shared invariant 1).
         shared.workers[cur.index]
-            .local
-            .with_mut(|l| f(unsafe { &mut (*l).cells }))
+            .frame_state
+            .with_mut(|fs| f(unsafe { &mut (*fs).cells }))
     } else {
         f(&mut shared.foreign().cells)
     }

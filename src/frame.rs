@@ -163,10 +163,10 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         let shared = self.shared;
         if ptr::eq(cur.shared, shared) {
             // SAFETY: we are worker `cur.index` (Shared invariant 1), and no other reference to
-            // our local state is held across this call (user code does not run inside it).
+            // our frame state is held across this call (user code does not run inside it).
             shared.workers[cur.index]
-                .local
-                .with_mut(|l| unsafe { (*l).arena.alloc_layout(layout, &shared.pool) })
+                .frame_state
+                .with_mut(|fs| unsafe { (*fs).arena.alloc_layout(layout, &shared.pool) })
         } else {
             shared.foreign().arena.alloc_layout(layout, &shared.pool)
         }

@@ -74,13 +74,13 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // while some `until(n)` waits on that counter for a target above zero (the batch could be
     // what it waits for, and this job could keep the worker busy for long).
     let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
-    // SAFETY: (1): `search` is ours. A pending counter lives in the frame arena, and the frame
+    // SAFETY: (1): `own` is ours. A pending counter lives in the frame arena, and the frame
     // cannot end before the batch is flushed (see `flush_pending`).
-    let flush = shared.workers[index].search.with(|l| unsafe {
-        (*l).pending != 0
+    let flush = shared.workers[index].own.with(|own| unsafe {
+        (*own).pending != 0
             && (polled_before
-                || !ptr::eq((*l).pending_counter, counter)
-                || (*(*l).pending_counter).has_targets())
+                || !ptr::eq((*own).pending_counter, counter)
+                || (*(*own).pending_counter).has_targets())
     });
     if flush {
         // SAFETY: (1).
@@ -148,12 +148,12 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
             }
         } else {
             // The handle may never take it (it could be forgotten): remember it for the sweep.
-            shared.workers[index].local.with_mut(|l| {
+            shared.workers[index].frame_state.with_mut(|fs| {
                 // SAFETY: we are worker `index` (Shared invariant 1); the job is complete, so
                 // `next` is free for the outputs list (header table).
                 unsafe {
-                    h.next.with_mut(|n| *n = (*l).outputs);
-                    (*l).outputs = h;
+                    h.next.with_mut(|n| *n = (*fs).outputs);
+                    (*fs).outputs = h;
                 }
             });
         }
@@ -171,13 +171,13 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
         Some(counter) => {
             // Batched: the counter and this worker's `completed` count learn of it at the next
             // flush (see `flush_pending`).
-            // SAFETY: (1): `search` is ours; `run_job` flushed any batch of another counter.
-            let full = shared.workers[index].search.with_mut(|l| unsafe {
-                let l = &mut *l;
-                debug_assert!(l.pending == 0 || ptr::eq(l.pending_counter, counter.as_ptr()));
-                l.pending_counter = counter.as_ptr();
-                l.pending += 1;
-                l.pending >= PENDING_MAX
+            // SAFETY: (1): `own` is ours; `run_job` flushed any batch of another counter.
+            let full = shared.workers[index].own.with_mut(|own| unsafe {
+                let own = &mut *own;
+                debug_assert!(own.pending == 0 || ptr::eq(own.pending_counter, counter.as_ptr()));
+                own.pending_counter = counter.as_ptr();
+                own.pending += 1;
+                own.pending >= PENDING_MAX
             });
             if full {
                 // SAFETY: (1).
@@ -202,12 +202,12 @@ pub(crate) unsafe fn complete(shared: &Shared, index: usize, job: JobRef, panick
 /// 1. The caller is worker `index`.
 pub(crate) unsafe fn flush_pending(shared: &Shared, index: usize) {
     let w = &shared.workers[index];
-    // SAFETY: (1): `search` is ours.
-    let (n, counter) = w.search.with_mut(|l| unsafe {
-        let l = &mut *l;
-        let taken = (l.pending, l.pending_counter);
-        l.pending = 0;
-        l.pending_counter = ptr::null();
+    // SAFETY: (1): `own` is ours.
+    let (n, counter) = w.own.with_mut(|own| unsafe {
+        let own = &mut *own;
+        let taken = (own.pending, own.pending_counter);
+        own.pending = 0;
+        own.pending_counter = ptr::null();
         taken
     });
     if n == 0 {
@@ -235,11 +235,11 @@ pub(crate) fn flush_pending_for(counter: &CounterInner) {
     // SAFETY: `cur.shared` is the scheduler this thread is a worker of (the thread-local is set
     // only while it is, and the counter's frame is running, so the scheduler is alive).
     let shared = unsafe { &*cur.shared };
-    // SAFETY: we are worker `cur.index`: `search` is ours (Shared invariant 2), and nothing
+    // SAFETY: we are worker `cur.index`: `own` is ours (Shared invariant 2), and nothing
     // else of ours holds a reference into it while a job (our caller) is polled.
     let mine = shared.workers[cur.index]
-        .search
-        .with(|l| unsafe { (*l).pending != 0 && ptr::eq((*l).pending_counter, counter) });
+        .own
+        .with(|own| unsafe { (*own).pending != 0 && ptr::eq((*own).pending_counter, counter) });
     if mine {
         // SAFETY: as above, we are worker `cur.index`.
         unsafe { flush_pending(shared, cur.index) };
@@ -256,10 +256,10 @@ pub(crate) unsafe fn sweep_outputs(shared: &Shared) {
     // push onto its list while we walk it. The driver sees the new job and sweeps again later.
     let mut chain: *const Header = ptr::null();
     for w in shared.workers.iter() {
-        // SAFETY: (1) and Shared invariant 1: the workers are done with their local state.
+        // SAFETY: (1) and Shared invariant 1: the workers are done with their frame state.
         let list = w
-            .local
-            .with_mut(|l| unsafe { core::mem::replace(&mut (*l).outputs, ptr::null()) });
+            .frame_state
+            .with_mut(|fs| unsafe { core::mem::replace(&mut (*fs).outputs, ptr::null()) });
         let Some(head) = NonNull::new(list as *mut Header) else {
             continue;
         };

@@ -211,10 +211,10 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         let shared = self.shared;
         if ptr::eq(cur.shared, shared) {
             // SAFETY: we are worker `cur.index` (Shared invariant 1), and no other reference to
-            // our local state is held across this call; the rest is (1), (2).
+            // our frame state is held across this call; the rest is (1), (2).
             shared.workers[cur.index]
-                .local
-                .with_mut(|l| unsafe { (*l).arena.defer_drop(data, len, &shared.pool) });
+                .frame_state
+                .with_mut(|fs| unsafe { (*fs).arena.defer_drop(data, len, &shared.pool) });
         } else {
             // SAFETY: (1), (2).
             unsafe { shared.foreign().arena.defer_drop(data, len, &shared.pool) };

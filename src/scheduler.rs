@@ -714,7 +714,7 @@ struct ArenaEnd {
 ///
 /// # Safety
 /// 1. The frame is over: the root future is dropped and every job has completed and been
-///    counted, and every output nobody took has been dropped, so no worker touches its local
+///    counted, and every output nobody took has been dropped, so no worker touches its frame
 ///    state until the next frame.
 unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
     let foreign_used = shared.foreign_used.swap(false, Ordering::Acquire);
@@ -723,8 +723,8 @@ unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
     let mut on_panic = |p| shared.record_panic(p);
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1.
-        w.local
-            .with_mut(|l| unsafe { (*l).arena.run_drops(&mut on_panic) });
+        w.frame_state
+            .with_mut(|fs| unsafe { (*fs).arena.run_drops(&mut on_panic) });
     }
     if foreign_used {
         // SAFETY: (1): no job will allocate again.
@@ -734,7 +734,8 @@ unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
     // into any worker's arena (a stolen job), so no arena may be reset before all are orphaned.
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1.
-        w.local.with_mut(|l| unsafe { (*l).cells.orphan_all() });
+        w.frame_state
+            .with_mut(|fs| unsafe { (*fs).cells.orphan_all() });
     }
     if foreign_used {
         // SAFETY: (1): no job will be polled again.
@@ -745,9 +746,9 @@ unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
     let mut kept = 0;
     for w in shared.workers.iter() {
         // SAFETY: (1) and Shared invariant 1; the drops have run.
-        w.local.with_mut(|l| unsafe {
-            used += (*l).arena.end_frame(&shared.pool, true);
-            kept += (*l).arena.kept();
+        w.frame_state.with_mut(|fs| unsafe {
+            used += (*fs).arena.end_frame(&shared.pool, true);
+            kept += (*fs).arena.kept();
         });
     }
     if foreign_used {
@@ -778,7 +779,8 @@ impl Drop for Scheduler {
         }
         for w in self.shared.workers.iter() {
             // SAFETY: no frame runs and every thread is joined: the pools are ours alone.
-            w.local.with_mut(|l| unsafe { (*l).cells.free_all() });
+            w.frame_state
+                .with_mut(|fs| unsafe { (*fs).cells.free_all() });
         }
         lock(&self.shared.foreign).cells.free_all();
         waker::scheduler_stopped();

@@ -40,13 +40,14 @@ use crate::waker::CellPool;
 /// State shared by the scheduler, its worker threads, and every waker of a live frame.
 ///
 /// # Invariants
-/// 1. `workers[i].local` (arena, wake cells, outputs list) is touched only by the thread that is
-///    worker `i` (its background thread, or for `i == 0` the thread inside `run_frame`) while it
-///    runs a job of the frame, and by the driving thread at frame end, after it has seen every
-///    `completed` count that accounts for worker `i`'s work (so every access by worker `i` in the
-///    frame happens before). Between frames no job exists, so no worker touches it.
-/// 2. `workers[i].search` is touched only by worker `i`, at any time (idle workers look for work
-///    between frames too).
+/// 1. `workers[i].frame_state` (arena, wake cells, outputs list) is touched only by the thread
+///    that is worker `i` (its background thread, or for `i == 0` the thread inside `run_frame`)
+///    while it runs a job of the frame, and by the driving thread at frame end, after it has
+///    seen every `completed` count that accounts for worker `i`'s work (so every access by
+///    worker `i` in the frame happens before). Between frames no job exists, so no worker
+///    touches it.
+/// 2. `workers[i].own` (fairness ticks, counted-job batch, thieves' memory) is touched only by
+///    worker `i`, at any time (idle workers look for work between frames too).
 pub(crate) struct Shared {
     pub(crate) workers: Box<[CachePadded<Worker>]>,
     /// The free arena blocks every worker takes from when its block is full.
@@ -66,8 +67,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
 }
 
-// SAFETY: see the invariants: `local` state is confined to one thread at a time, everything else
-// is atomic or behind a mutex.
+// SAFETY: see the invariants: `frame_state` and `own` are confined to one thread at a time,
+// everything else is atomic or behind a mutex.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the arenas and pools hold no thread-bound data between frames.
 unsafe impl Send for Shared {}
@@ -84,8 +85,8 @@ impl core::fmt::Debug for Shared {
 pub(crate) struct Worker {
     pub(crate) queue: Deque,
     pub(crate) counts: CachePadded<Counts>,
-    pub(crate) local: UnsafeCell<Local>,
-    pub(crate) search: UnsafeCell<Search>,
+    pub(crate) frame_state: UnsafeCell<FrameState>,
+    pub(crate) own: UnsafeCell<OwnState>,
 }
 
 /// Counters written only by their worker (plain load + store, no read-modify-write).
@@ -126,18 +127,19 @@ impl Counts {
 
 /// A worker's frame state: what its jobs allocate and leave behind (see `Shared` invariant 1).
 #[derive(Debug)]
-pub(crate) struct Local {
+pub(crate) struct FrameState {
     pub(crate) arena: Arena,
     pub(crate) cells: CellPool,
     /// Completed jobs whose output has a destructor and may never be taken (linked by `next`).
     pub(crate) outputs: *const Header,
 }
 
-/// A worker's search state: how it finds work and hands out completions (see `Shared`
-/// invariant 2). Kept apart from [`Local`] so that a worker looking for work between frames
-/// never holds a reference overlapping the driver's frame-end work on `Local`.
+/// What only its own worker ever touches, in frames and between them (see `Shared` invariant
+/// 2): the fairness ticks and the thieves' memory of `find_work`, and the batch of finished
+/// counted jobs. Kept apart from [`FrameState`] so that a worker looking for work between
+/// frames never holds a reference overlapping the driver's frame-end work on `FrameState`.
 #[derive(Debug)]
-pub(crate) struct Search {
+pub(crate) struct OwnState {
     /// Counts `find_work` calls, for the fairness checks.
     pub(crate) ticks: u32,
     /// Counted jobs this worker finished but has not yet taken off their counter (all on
@@ -174,12 +176,12 @@ impl Worker {
         Ok(Worker {
             queue,
             counts: CachePadded::new(Counts::default()),
-            local: UnsafeCell::new(Local {
+            frame_state: UnsafeCell::new(FrameState {
                 arena,
                 cells: CellPool::new(),
                 outputs: ptr::null(),
             }),
-            search: UnsafeCell::new(Search {
+            own: UnsafeCell::new(OwnState {
                 ticks: 0,
                 pending: 0,
                 pending_counter: ptr::null(),
@@ -339,10 +341,10 @@ impl Shared {
     /// 1. The caller is worker `index`.
     pub(crate) unsafe fn find_work(&self, index: usize) -> Option<JobRef> {
         let me = &self.workers[index];
-        // SAFETY: (1): `search` is ours (Shared invariant 2).
-        let tick = me.search.with_mut(|l| unsafe {
-            (*l).ticks = (*l).ticks.wrapping_add(1);
-            (*l).ticks
+        // SAFETY: (1): `own` is ours (Shared invariant 2).
+        let tick = me.own.with_mut(|own| unsafe {
+            (*own).ticks = (*own).ticks.wrapping_add(1);
+            (*own).ticks
         });
         // Fairness, so that no queue starves another whatever yields and wakes around it. A
         // yielding job goes back to the shared FIFO and a woken one to the newest end of its
@@ -410,15 +412,15 @@ impl Shared {
             // The deque's indices alone do not show progress (a job pushed and popped again
             // leaves them as they were); the owner's poll count does.
             let polls = self.workers[v].counts.polls.load(Ordering::Relaxed);
-            // SAFETY: (1): `search` is ours.
-            let min_len = me.search.with_mut(|l| unsafe {
-                let l = &mut *l;
+            // SAFETY: (1): `own` is ours.
+            let min_len = me.own.with_mut(|own| unsafe {
+                let own = &mut *own;
                 if len > 1 {
                     Some(2)
-                } else if l.last_seen[v] == (top, bottom, polls) {
+                } else if own.last_seen[v] == (top, bottom, polls) {
                     Some(1)
                 } else {
-                    l.last_seen[v] = (top, bottom, polls);
+                    own.last_seen[v] = (top, bottom, polls);
                     None
                 }
             });
