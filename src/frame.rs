@@ -204,7 +204,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 match kind {
                     JobKind::Local => {
                         Counts::bump(&w.counts.local);
-                        shared.push_local(job)
+                        shared.push_driver(job)
                     }
                     _ => shared.push(cur.index, job),
                 }

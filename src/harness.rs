@@ -44,7 +44,7 @@ pub(crate) unsafe fn enqueue(shared: &Shared, job: JobRef) {
     unsafe {
         match job.header().kind {
             JobKind::Root => shared.sleep.notify_driver(),
-            JobKind::Local => shared.push_local(job),
+            JobKind::Local => shared.push_driver(job),
             JobKind::Any => {
                 let cur = current();
                 if ptr::eq(cur.shared, shared) {
@@ -92,7 +92,7 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     // `spawn_local` is allowed only in local jobs; `local_ok` is false outside the polls of the
     // root and of local jobs, so ordinary jobs need no thread-local write.
     let outcome = if h.kind == JobKind::Local {
-        // SAFETY: we hold RUNNING; local jobs only come from the local queue, popped by worker 0.
+        // SAFETY: we hold RUNNING; local jobs only come from the driver queue, popped by worker 0.
         with_local_ok(true, || unsafe { (h.vtable.poll)(job.0, &mut cx) })
     } else {
         // SAFETY: we hold RUNNING.

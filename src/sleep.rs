@@ -4,7 +4,7 @@
 //! A worker that found nothing to run (after a short spin) *announces* it is going to sleep by
 //! setting its `sleeping` flag and incrementing `sleepers`, issues a `SeqCst` fence, and only
 //! then checks once more for work. Whoever makes work available (a push to the injector or the
-//! local queue, a root wake, a worker going idle that may have finished the frame) first
+//! driver queue, a root wake, a worker going idle that may have finished the frame) first
 //! publishes the work, issues a `SeqCst` fence, then looks at the flags. With both fences, at
 //! least one side sees the other: either the sleeper finds the work in its last check, or the
 //! notifier finds the flag and wakes it. That is the race this module exists to close; the

@@ -54,8 +54,8 @@ pub(crate) struct Shared {
     pub(crate) pool: Pool,
     pub(crate) injector: Mutex<JobList>,
     injected: CachePadded<AtomicUsize>,
-    pub(crate) local_queue: Mutex<JobList>,
-    local_pending: AtomicUsize,
+    pub(crate) driver_queue: Mutex<JobList>,
+    driver_pending: AtomicUsize,
     pub(crate) foreign: Mutex<Foreign>,
     /// Set when `foreign` is used; frame end only locks it then.
     pub(crate) foreign_used: AtomicBool,
@@ -205,8 +205,8 @@ impl Shared {
             pool,
             injector: Mutex::new(JobList::new()),
             injected: CachePadded::new(AtomicUsize::new(0)),
-            local_queue: Mutex::new(JobList::new()),
-            local_pending: AtomicUsize::new(0),
+            driver_queue: Mutex::new(JobList::new()),
+            driver_pending: AtomicUsize::new(0),
             foreign_used: AtomicBool::new(false),
             foreign: Mutex::new(Foreign {
                 arena: Arena::new(None),
@@ -282,19 +282,19 @@ impl Shared {
     /// # Safety
     /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
     ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
-    pub(crate) unsafe fn push_local(&self, job: JobRef) {
+    pub(crate) unsafe fn push_driver(&self, job: JobRef) {
         // SAFETY: (1).
-        unsafe { lock(&self.local_queue).push_back(job) };
-        self.local_pending.fetch_add(1, Ordering::SeqCst);
+        unsafe { lock(&self.driver_queue).push_back(job) };
+        self.driver_pending.fetch_add(1, Ordering::SeqCst);
         self.sleep.notify_driver();
     }
 
-    fn pop_local(&self) -> Option<JobRef> {
-        if self.local_pending.load(Ordering::Acquire) == 0 {
+    fn pop_driver(&self) -> Option<JobRef> {
+        if self.driver_pending.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let job = lock(&self.local_queue).pop_front()?;
-        self.local_pending.fetch_sub(1, Ordering::AcqRel);
+        let job = lock(&self.driver_queue).pop_front()?;
+        self.driver_pending.fetch_sub(1, Ordering::AcqRel);
         Some(job)
     }
 
@@ -371,9 +371,9 @@ impl Shared {
                 }
             }
         }
-        let local_first = index == 0 && tick % 2 == 0;
-        if local_first {
-            if let Some(job) = self.pop_local() {
+        let driver_first = index == 0 && tick % 2 == 0;
+        if driver_first {
+            if let Some(job) = self.pop_driver() {
                 return Some(job);
             }
         }
@@ -381,8 +381,8 @@ impl Shared {
         if let Some(job) = unsafe { me.queue.pop() } {
             return Some(job);
         }
-        if index == 0 && !local_first {
-            if let Some(job) = self.pop_local() {
+        if index == 0 && !driver_first {
+            if let Some(job) = self.pop_driver() {
                 return Some(job);
             }
         }
@@ -453,7 +453,7 @@ impl Shared {
 
     /// Whether `find_work` could find something now (for the sleep protocol).
     pub(crate) fn has_work(&self, index: usize) -> bool {
-        (index == 0 && self.local_pending.load(Ordering::SeqCst) != 0)
+        (index == 0 && self.driver_pending.load(Ordering::SeqCst) != 0)
             || self.injected.load(Ordering::SeqCst) != 0
             || self.workers.iter().any(|w| !w.queue.is_empty())
     }

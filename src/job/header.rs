@@ -7,7 +7,7 @@
 //! | `state`     | wakers (CAS), the dequeuing/polling worker (stores, CAS on `Pending`) | anyone       |
 //! | `handle`    | the `JobHandle`, the completing worker (RMW; see state.rs) | same                     |
 //! | `vtable`, `kind`, `counter`, `shared` | the spawning thread, before the job is published | anyone, after |
-//! | `next`      | whoever holds the lock of the list the job is on (injector, local queue), or, once `COMPLETE`, the completing worker (outputs list) and the driver at frame end | same |
+//! | `next`      | whoever holds the lock of the list the job is on (injector, driver queue), or, once `COMPLETE`, the completing worker (outputs list) and the driver at frame end | same |
 //! | `awaiter`   | whoever holds the `LOCKED` bit of `handle`   | same                                     |
 //! | `wake_cell` | the thread that first clones the job's waker (CAS from null) | waker clones; the driver at frame end |
 //! | `stage_tag` | the spawner (before publication), the poller (holding `RUNNING`), the output's owner (after its `TAKEN` claim) | same |
@@ -33,7 +33,7 @@ use crate::worker::Shared;
 pub(crate) enum JobKind {
     /// Any worker: woken jobs go to the waking worker's queue, or to the injector.
     Any,
-    /// Only the driving thread (`spawn_local`): woken jobs go to the local queue.
+    /// Only the driving thread (`spawn_local`): woken jobs go to the driver queue.
     Local,
     /// The frame's root future, polled by the driving thread itself.
     Root,
