@@ -22,14 +22,15 @@ use crate::sync::Ordering;
 use crate::waker::CellPool;
 use crate::worker::{self, Counts, Shared};
 
-/// A scheduler's shared state with `workers` workers and no threads.
-pub struct Scheduler {
+/// A scheduler's shared state with `workers` workers and no threads (the public `Scheduler`
+/// with its threads and driving loop taken away).
+pub struct ModelScheduler {
     shared: Arc<Shared>,
 }
 
-impl Scheduler {
-    pub fn new(workers: usize) -> Scheduler {
-        Scheduler {
+impl ModelScheduler {
+    pub fn new(workers: usize) -> ModelScheduler {
+        ModelScheduler {
             shared: Arc::new_cyclic(|this| {
                 let states = (0..workers)
                     .map(|_| {
@@ -167,7 +168,7 @@ unsafe impl<F: Future + Send> Sync for OutputJob<F> where F::Output: Send {}
 unsafe impl<F: Future + Send> Send for OutputJob<F> where F::Output: Send {}
 
 impl<F: Future> OutputJob<F> {
-    pub fn new(sched: &Scheduler, future: F) -> OutputJob<F> {
+    pub fn new(sched: &ModelScheduler, future: F) -> OutputJob<F> {
         let header = Header::new(
             &Job::<F>::VTABLE,
             JobKind::Any,
@@ -192,7 +193,7 @@ impl<F: Future> OutputJob<F> {
 
     /// What a worker does with the job, on worker 0: poll it once with `waker` and, when it
     /// finishes, run the completion bookkeeping. Returns whether it finished.
-    pub fn run_on_worker0(&self, sched: &Scheduler, waker: &Waker) -> bool {
+    pub fn run_on_worker0(&self, sched: &ModelScheduler, waker: &Waker) -> bool {
         let job = self.job_ref();
         // SAFETY: the job is live (boxed) for the model's duration.
         let h = unsafe { job.header() };
@@ -217,7 +218,7 @@ impl<F: Future> OutputJob<F> {
     ///
     /// # Safety
     /// Every thread that touched the job has been joined.
-    pub unsafe fn end_frame(&self, sched: &Scheduler) {
+    pub unsafe fn end_frame(&self, sched: &ModelScheduler) {
         // SAFETY: the caller joined every thread.
         unsafe { harness::sweep_outputs(&sched.shared) };
     }
@@ -228,12 +229,12 @@ impl<F: Future> OutputJob<F> {
 /// worker's, and a null one would match a thread that is no worker).
 pub struct CounterModel {
     inner: CounterInner,
-    _sched: Scheduler,
+    _sched: ModelScheduler,
 }
 
 impl CounterModel {
     pub fn new() -> CounterModel {
-        let sched = Scheduler::new(1);
+        let sched = ModelScheduler::new(1);
         CounterModel {
             inner: CounterInner::new(Arc::as_ptr(&sched.shared)),
             _sched: sched,
@@ -267,7 +268,7 @@ impl CellPoolModel {
     }
 
     /// What cloning the root's borrowed waker does: a cell with one owned waker.
-    pub fn waker_for_root(&mut self, sched: &Scheduler) -> Waker {
+    pub fn waker_for_root(&mut self, sched: &ModelScheduler) -> Waker {
         let cell = self.pool.acquire(&sched.shared.root);
         // SAFETY: the cell was just acquired; its reference goes to the waker.
         unsafe { crate::waker::owned_waker(cell) }

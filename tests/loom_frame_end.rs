@@ -18,7 +18,7 @@
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release --test loom_frame_end`
 #![cfg(loom)]
 
-use frame_scheduler::loom_api::Scheduler;
+use frame_scheduler::loom_api::ModelScheduler;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +26,7 @@ use loom::thread;
 
 /// The frame's memory: two job outputs and the queue hand-over from the driver to worker 1.
 struct Frame {
-    sched: Scheduler,
+    sched: ModelScheduler,
     out_a: UnsafeCell<u32>,
     out_b: UnsafeCell<u32>,
     /// Job A handed from worker 0 to worker 1 (a queue's push and pop: release, acquire).
@@ -43,7 +43,7 @@ unsafe impl Sync for Frame {}
 fn frame_ends_after_every_job_and_sees_their_writes() {
     loom::model(|| {
         let f = Arc::new(Frame {
-            sched: Scheduler::new(2),
+            sched: ModelScheduler::new(2),
             out_a: UnsafeCell::new(0),
             out_b: UnsafeCell::new(0),
             queued_a: AtomicBool::new(false),

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Wake, Waker};
 
-use frame_scheduler::loom_api::{OutputJob, Scheduler, poll_once};
+use frame_scheduler::loom_api::{ModelScheduler, OutputJob, poll_once};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
@@ -49,7 +49,7 @@ enum HandleDoes {
 
 fn model(does: HandleDoes) {
     loom::model(move || {
-        let sched = Arc::new(Scheduler::new(1));
+        let sched = Arc::new(ModelScheduler::new(1));
         let drops = Arc::new(AtomicUsize::new(0));
         let job = Arc::new(OutputJob::new(&sched, Ready(Some(Output(drops.clone())))));
 

@@ -10,7 +10,7 @@
 //! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_late_waker`
 #![cfg(loom)]
 
-use frame_scheduler::loom_api::{CellPoolModel, Scheduler, wake_cells_freed};
+use frame_scheduler::loom_api::{CellPoolModel, ModelScheduler, wake_cells_freed};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use loom::sync::Arc;
@@ -32,7 +32,7 @@ fn model(does: WakerDoes) {
         // Read before any thread starts (so the hook adds no synchronisation between them):
         // every execution starts from 0.
         assert_eq!(wake_cells_freed(), 0);
-        let sched = Arc::new(Scheduler::new(1));
+        let sched = Arc::new(ModelScheduler::new(1));
         let mut pool = CellPoolModel::new();
         let waker = pool.waker_for_root(&sched);
         let user = thread::spawn(move || match does {

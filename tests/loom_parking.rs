@@ -4,7 +4,7 @@
 //! `RUSTFLAGS="--cfg loom" cargo test --release --test loom_parking`
 #![cfg(loom)]
 
-use frame_scheduler::loom_api::Scheduler;
+use frame_scheduler::loom_api::ModelScheduler;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
@@ -13,7 +13,7 @@ use loom::thread;
 #[test]
 fn injected_work_wakes_a_parking_worker() {
     loom::model(|| {
-        let sched = Arc::new(Scheduler::new(2));
+        let sched = Arc::new(ModelScheduler::new(2));
         let work = Arc::new(AtomicBool::new(false));
         let worker = {
             let (sched, work) = (sched.clone(), work.clone());
@@ -33,7 +33,7 @@ fn injected_work_wakes_a_parking_worker() {
 #[test]
 fn frame_completion_wakes_a_parking_driver() {
     loom::model(|| {
-        let sched = Arc::new(Scheduler::new(2));
+        let sched = Arc::new(ModelScheduler::new(2));
         let done = Arc::new(AtomicBool::new(false));
         let worker = {
             let (sched, done) = (sched.clone(), done.clone());
@@ -56,7 +56,7 @@ fn frame_completion_wakes_a_parking_driver() {
 #[test]
 fn own_push_wakes_a_parking_worker() {
     loom::model(|| {
-        let sched = Arc::new(Scheduler::new(3));
+        let sched = Arc::new(ModelScheduler::new(3));
         let sleeper = {
             let sched = sched.clone();
             thread::spawn(move || {
