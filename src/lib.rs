@@ -141,6 +141,11 @@
 #[doc = include_str!("../README.md")]
 mod readme {}
 
+// Where things are: src/README.md maps each file to the concept it owns, in three layers (the
+// API and driving loop in scheduler.rs, frame.rs, parallel.rs, memory.rs; the runtime in
+// worker.rs, harness.rs, context.rs, job/, waker.rs, counter.rs; building blocks that know
+// nothing of the scheduler), and says where the two protocols (job state in job/state.rs,
+// parking in sleep.rs) are written down and model-checked (tests/loom_*.rs).
 mod arena;
 mod context;
 mod counter;
