@@ -356,8 +356,23 @@ impl CounterInner {
                 }
             }
         };
+        if new == 0 {
+            self.trace_zero();
+        }
         self.notify(epoch, new);
         if underflow { Err(UNDERFLOW) } else { Ok(()) }
+    }
+
+    /// Records that the counter reached zero, when a trace is recording.
+    fn trace_zero(&self) {
+        // SAFETY: a counter lives in a frame of its scheduler, which outlives the frame.
+        let shared = unsafe { &*self.shared };
+        if shared.tracer.is_on() {
+            let cur = crate::context::current();
+            let by = ptr::eq(cur.shared, shared).then_some(cur.index);
+            // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
+            unsafe { shared.tracer.counter_zero(by, self, None) };
+        }
     }
 
     /// Misuse: sets the value to zero and releases every waiter, so that nothing hangs on a

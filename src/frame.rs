@@ -9,6 +9,7 @@ use core::alloc::Layout;
 use core::future::Future;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
+use core::panic::Location;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
@@ -80,12 +81,13 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// });
     /// assert_eq!(sum, 10);
     /// ```
+    #[track_caller]
     pub fn spawn<F>(&'frame self, future: F) -> JobHandle<'frame, F::Output>
     where
         F: Future + Send + 'frame,
         F::Output: Send,
     {
-        let job = self.spawn_raw(future, JobKind::Any, None, 0);
+        let job = self.spawn_raw(future, JobKind::Any, None, 0, Location::caller());
         JobHandle::new(job)
     }
 
@@ -110,6 +112,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// });
     /// assert_eq!(n, 41);
     /// ```
+    #[track_caller]
     pub fn spawn_local<F>(&'frame self, future: F) -> JobHandle<'frame, F::Output>
     where
         F: Future + 'frame,
@@ -122,13 +125,24 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                  run_frame or from another spawn_local job (use Frame::spawn for Send futures)"
             );
         }
-        let job = self.spawn_raw(future, JobKind::Local, None, 0);
+        let job = self.spawn_raw(future, JobKind::Local, None, 0, Location::caller());
         JobHandle::new(job)
     }
 
     /// Makes a new counter at 0 in this frame's arena.
+    #[track_caller]
     pub fn counter(&'frame self) -> Counter<'frame> {
         let inner = self.alloc_raw(CounterInner::new(self.shared));
+        if self.shared.tracer.is_on() {
+            let cur = context::current();
+            let by = ptr::eq(cur.shared, self.shared).then_some(cur.index);
+            // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
+            unsafe {
+                self.shared
+                    .tracer
+                    .counter_created(by, inner.as_ptr(), Some(Location::caller()))
+            };
+        }
         // SAFETY: arena memory lives until frame end, which `'frame` cannot outlive.
         let inner = unsafe { inner.as_ref() };
         Counter { inner }
@@ -136,12 +150,19 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 
     /// Spawns a job that adds 1 to `counter` before it is queued and takes 1 away when it
     /// finishes (or panics). There is no handle: await the counter.
+    #[track_caller]
     pub fn spawn_counted<F>(&'frame self, counter: Counter<'frame>, future: F)
     where
         F: Future<Output = ()> + Send + 'frame,
     {
         counter.inner.increment();
-        self.spawn_raw(future, JobKind::Any, Some(counter), DETACHED);
+        self.spawn_raw(
+            future,
+            JobKind::Any,
+            Some(counter),
+            DETACHED,
+            Location::caller(),
+        );
     }
 
     /// Writes a value into the arena of the calling thread (its worker's, or the foreign arena).
@@ -178,6 +199,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         kind: JobKind,
         counter: Option<Counter<'frame>>,
         handle: u32,
+        location: &'static Location<'static>,
     ) -> JobRef {
         let shared = self.shared;
         let header = Header::new(
@@ -193,6 +215,19 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         // SAFETY: placed in fresh room of `Job::ROOM`.
         unsafe { Job::write(slot, header, future) };
         let job = JobRef(slot);
+        if shared.tracer.is_on() {
+            let by = ptr::eq(cur.shared, shared).then_some(cur.index);
+            // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
+            unsafe {
+                shared.tracer.spawn(
+                    by,
+                    slot.as_ptr(),
+                    ptr::null::<Header>(),
+                    None,
+                    Some(location),
+                )
+            };
+        }
         if ptr::eq(cur.shared, shared) {
             let w = &shared.workers[cur.index];
             // Counted before it is visible anywhere (see worker.rs on frame completion).

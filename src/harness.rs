@@ -29,7 +29,15 @@ pub(crate) unsafe fn wake_job(job: NonNull<Header>) {
     let h = unsafe { job.as_ref() };
     if h.transition_to_scheduled() {
         // SAFETY: header invariant 1.
-        unsafe { enqueue(&*h.shared, JobRef(job)) };
+        let shared = unsafe { &*h.shared };
+        if shared.tracer.is_on() {
+            let cur = current();
+            let by = ptr::eq(cur.shared, shared).then_some(cur.index);
+            // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of `shared`.
+            unsafe { shared.tracer.wake(by, job.as_ptr()) };
+        }
+        // SAFETY: header invariant 1.
+        unsafe { enqueue(shared, JobRef(job)) };
     }
 }
 
@@ -91,6 +99,11 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     let mut cx = Context::from_waker(&waker);
     // `spawn_local` is allowed only in local jobs; `local_ok` is false outside the polls of the
     // root and of local jobs, so ordinary jobs need no thread-local write.
+    let tracing = shared.tracer.is_on();
+    if tracing {
+        // SAFETY: (1): we are worker `index`.
+        unsafe { shared.tracer.poll_begin(index, job.0.as_ptr()) };
+    }
     let outcome = if h.kind == JobKind::Local {
         // SAFETY: we hold RUNNING; local jobs only come from the driver queue, popped by worker 0.
         with_local_ok(true, || unsafe { (h.vtable.poll)(job.0, &mut cx) })
@@ -98,6 +111,15 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
         // SAFETY: we hold RUNNING.
         unsafe { (h.vtable.poll)(job.0, &mut cx) }
     };
+    if tracing {
+        let result = match &outcome {
+            PollOutcome::Pending => crate::trace::PollResult::Pending,
+            PollOutcome::Ready => crate::trace::PollResult::Ready,
+            PollOutcome::Panicked(_) => crate::trace::PollResult::Panicked,
+        };
+        // SAFETY: (1): we are worker `index`; the header is live until we complete it below.
+        unsafe { shared.tracer.poll_end(index, job.0.as_ptr(), result) };
+    }
     match outcome {
         PollOutcome::Pending => {
             if h.transition_to_idle() == crate::job::state::AfterPoll::Requeue {

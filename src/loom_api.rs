@@ -40,7 +40,12 @@ impl ModelScheduler {
                     })
                     .collect();
                 let pool = crate::arena::Pool::try_new(4096, 1, workers).expect("a small pool");
-                Shared::new(states, pool, this.as_ptr())
+                Shared::new(
+                    states,
+                    pool,
+                    crate::trace::Tracer::new(workers, 0),
+                    this.as_ptr(),
+                )
             }),
         }
     }

@@ -152,6 +152,7 @@ use core::marker::PhantomData;
 use core::mem;
 use core::mem::ManuallyDrop;
 use core::ops::Range;
+use core::panic::Location;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
@@ -287,6 +288,8 @@ struct Loop<'frame, 'env, B> {
     left: AtomicUsize,
     /// Set when a body call panicked (before that piece's `counter` update).
     panicked: AtomicBool,
+    /// Where the loop was started: what its pieces are called in a trace.
+    location: &'static Location<'static>,
 }
 
 /// One piece of a loop: a job that splits its range, then runs the body on what it kept.
@@ -345,7 +348,8 @@ impl<B: Body> Piece<'_, '_, B> {
                 splits: self.splits,
                 origin: here,
             };
-            lp.frame.spawn_raw(right, JobKind::Any, None, DETACHED);
+            lp.frame
+                .spawn_raw(right, JobKind::Any, None, DETACHED, lp.location);
             range.end = mid;
         }
         let len = range.len();
@@ -385,6 +389,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// Starts a loop of `body` over `range`, counted on `counter` (which must be at zero or
     /// belong to the caller); returns its state, or `None` for an empty range (`body` is then
     /// dropped at once).
+    #[track_caller]
     fn start_loop<B: Body + Send + 'frame>(
         &'frame self,
         range: Range<usize>,
@@ -407,6 +412,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 min_len: min_len.max(1),
                 left: AtomicUsize::new(len),
                 panicked: AtomicBool::new(false),
+                location: Location::caller(),
             },
         );
         // SAFETY: arena memory lives until the frame ends, which `'frame` cannot outlive.
@@ -423,7 +429,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             splits: self.workers(),
             origin,
         };
-        self.spawn_raw(first, JobKind::Any, None, DETACHED);
+        self.spawn_raw(first, JobKind::Any, None, DETACHED, lp.location);
         Some(lp)
     }
 
@@ -455,6 +461,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// });
     /// assert_eq!(sum.into_inner(), 999 * 1000 / 2);
     /// ```
+    #[track_caller]
     pub fn parallel_for<F>(
         &'frame self,
         range: Range<usize>,
@@ -498,6 +505,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// });
     /// assert!(positions.iter().all(|&p| p == 1.0));
     /// ```
+    #[track_caller]
     pub fn for_each_chunk<T, F>(
         &'frame self,
         items: &'frame mut [T],
@@ -547,6 +555,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// });
     /// assert_eq!(visible, 501);
     /// ```
+    #[track_caller]
     pub fn map<T, U, F>(&'frame self, items: &'frame [T], min_len: usize, f: F) -> MapJob<'frame, U>
     where
         T: Sync + 'frame,
@@ -594,11 +603,13 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// });
     /// assert!(cells.iter().all(|&c| c == 1));
     /// ```
+    #[track_caller]
     pub fn spawn_batch<I>(&'frame self, counter: Counter<'frame>, futures: I)
     where
         I: IntoIterator,
         I::Item: Future<Output = ()> + Send + 'frame,
     {
+        let location = Location::caller();
         let cur = context::current();
         let mut batch = Batch {
             frame: self,
@@ -620,6 +631,19 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             let job = Job::<I::Item>::place(self.alloc_layout_for(cur, Job::<I::Item>::ROOM));
             // SAFETY: placed in fresh room of `Job::ROOM`.
             unsafe { Job::write(job, header, future) };
+            if self.shared.tracer.is_on() {
+                let by = ptr::eq(cur.shared, self.shared).then_some(cur.index);
+                // SAFETY: `by` is `Some(i)` only when this thread is worker `i` here.
+                unsafe {
+                    self.shared.tracer.spawn(
+                        by,
+                        job.as_ptr(),
+                        ptr::null::<Header>(),
+                        None,
+                        Some(location),
+                    )
+                };
+            }
             // SAFETY: the job was just written and is unpublished: its `next` is ours.
             unsafe { batch.link(job) };
         }

@@ -76,6 +76,7 @@ pub struct SchedulerBuilder {
     queue_capacity: usize,
     pin_threads: bool,
     stack_size: Option<usize>,
+    trace_capacity: usize,
     on_worker_start: Option<ThreadHook>,
     on_worker_stop: Option<ThreadHook>,
 }
@@ -94,6 +95,7 @@ impl fmt::Debug for SchedulerBuilder {
             .field("queue_capacity", &self.queue_capacity)
             .field("pin_threads", &self.pin_threads)
             .field("stack_size", &self.stack_size)
+            .field("trace_capacity", &self.trace_capacity)
             .field("on_worker_start", &hook(&self.on_worker_start))
             .field("on_worker_stop", &hook(&self.on_worker_stop))
             .finish()
@@ -127,6 +129,7 @@ const MIN_BLOCK: usize = 4 * 1024;
 const MAX_BLOCK: usize = 256 * 1024 * 1024;
 const MAX_TRIM_AFTER: usize = 1 << 16;
 const MIN_STACK: usize = 64 * 1024;
+const MAX_TRACE_CAPACITY: usize = 1 << 20;
 const MIN_QUEUE: usize = 16;
 
 impl SchedulerBuilder {
@@ -169,6 +172,17 @@ impl SchedulerBuilder {
     /// must be 1 to 65 536.
     pub fn arena_trim_after(mut self, frames: usize) -> Self {
         self.arena_trim_after = frames;
+        self
+    }
+
+    /// Events each worker's trace buffer holds (rounded up to a power of two), preallocated
+    /// here so that recording never allocates; 0 (the default) turns tracing off, and the hot
+    /// paths then pay one relaxed load and a branch per event site. Record with
+    /// [`Scheduler::start_trace`] and [`Scheduler::take_trace`]. An event is 56 bytes; when a
+    /// buffer is full, newer events of that worker are dropped and counted
+    /// ([`Trace::dropped`](crate::Trace::dropped)). At most 2^20.
+    pub fn trace_capacity(mut self, events_per_worker: usize) -> Self {
+        self.trace_capacity = events_per_worker;
         self
     }
 
@@ -319,6 +333,12 @@ impl SchedulerBuilder {
                 self.arena_trim_after
             )));
         }
+        if self.trace_capacity > MAX_TRACE_CAPACITY {
+            return Err(BuildError::new(format!(
+                "trace_capacity must be at most {MAX_TRACE_CAPACITY} events per worker; got {}",
+                self.trace_capacity
+            )));
+        }
         if let Some(bytes) = self.stack_size {
             if bytes < MIN_STACK {
                 return Err(BuildError::new(format!(
@@ -367,8 +387,9 @@ impl SchedulerBuilder {
             )));
         }
         for _ in 0..workers {
-            let first = crate::arena::new_sized_block(self.arena_capacity.max(self.arena_block_size))
-                .ok_or_else(arena_error)?;
+            let first =
+                crate::arena::new_sized_block(self.arena_capacity.max(self.arena_block_size))
+                    .ok_or_else(arena_error)?;
             match Worker::try_new(Some(first), self.queue_capacity, workers) {
                 Ok(w) => states.push(CachePadded::new(w)),
                 Err(setting) => {
@@ -381,7 +402,8 @@ impl SchedulerBuilder {
             }
         }
         let states = states.into_boxed_slice();
-        let shared = Arc::new_cyclic(|this| Shared::new(states, pool, this.as_ptr()));
+        let tracer = crate::trace::Tracer::new(workers, self.trace_capacity);
+        let shared = Arc::new_cyclic(|this| Shared::new(states, pool, tracer, this.as_ptr()));
         // Counted before the `Scheduler` exists, whose drop uncounts it.
         waker::scheduler_started(workers);
         let mut scheduler = Scheduler {
@@ -513,6 +535,7 @@ impl Scheduler {
             queue_capacity: 16384,
             pin_threads: false,
             stack_size: None,
+            trace_capacity: 0,
             on_worker_start: None,
             on_worker_stop: None,
         }
@@ -521,6 +544,40 @@ impl Scheduler {
     /// Threads that run jobs, the thread calling `run_frame` included.
     pub fn workers(&self) -> usize {
         self.shared.workers.len()
+    }
+
+    /// Starts recording a trace of the frames run from now on (every worker's spawns, polls,
+    /// wakes, steals and parks), into the buffers `trace_capacity` preallocated: recording
+    /// makes no heap allocation. Starting again while recording starts afresh.
+    ///
+    /// # Panics
+    /// If the scheduler was built with `trace_capacity(0)` (the default).
+    ///
+    /// ```
+    /// let mut scheduler = frame_scheduler::Scheduler::builder()
+    ///     .workers(2)
+    ///     .trace_capacity(4096)
+    ///     .build()
+    ///     .unwrap();
+    /// scheduler.start_trace();
+    /// scheduler.run_frame(async |frame| frame.spawn(async { 1 }).await);
+    /// let trace = scheduler.take_trace();
+    /// assert_eq!(trace.frames().count(), 1);
+    /// let mut json = Vec::new();
+    /// trace.write_chrome_json(&mut json).unwrap();
+    /// assert!(json.starts_with(b"{"));
+    /// ```
+    pub fn start_trace(&mut self) {
+        self.shared.tracer.start();
+    }
+
+    /// Stops recording and returns the trace of the frames run since
+    /// [`start_trace`](Scheduler::start_trace), merged in time order.
+    ///
+    /// # Panics
+    /// If no trace was started.
+    pub fn take_trace(&mut self) -> crate::Trace {
+        self.shared.tracer.take()
     }
 
     /// Figures for the last frame run (all zero before the first).
@@ -558,6 +615,10 @@ impl Scheduler {
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
+        if shared.tracer.is_on() {
+            // SAFETY: this is the driving thread inside `run_frame`, before any job exists.
+            unsafe { shared.tracer.frame_begin(index, &shared.root) };
+        }
         let output = {
             let _enter = context::enter(shared, 0);
             let frame = Frame::new(shared, index);
@@ -590,6 +651,10 @@ impl Scheduler {
         // SAFETY: `drive` returned only once the root was done and every job had completed.
         let arena = unsafe { end_frame(shared) };
         core::mem::forget(guard);
+        if shared.tracer.is_on() {
+            // SAFETY: the driving thread inside `run_frame`.
+            unsafe { shared.tracer.frame_end(index) };
+        }
         let after = shared.totals();
         self.stats = FrameStats {
             index,
@@ -658,11 +723,19 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
         if sleep::idle_round(&mut round, sleep::DRIVER_IDLE) {
             continue;
         }
+        if shared.tracer.is_on() {
+            // SAFETY: the driving thread is worker 0.
+            unsafe { shared.tracer.park(0) };
+        }
         shared.sleep.sleep(0, || {
             (root.is_some() && shared.root.state.load(Ordering::SeqCst) & SCHEDULED != 0)
                 || (root.is_none() && shared.all_jobs_done())
                 || shared.has_work(0)
         });
+        if shared.tracer.is_on() {
+            // SAFETY: as above.
+            unsafe { shared.tracer.unpark(0) };
+        }
         round = 0;
     }
 }
@@ -680,9 +753,23 @@ fn poll_root<Fut: Future>(
     let Some(fut) = root.as_mut() else { return };
     // SAFETY: the future stays in `root` until it is dropped in place (set to `None`).
     let fut = unsafe { Pin::new_unchecked(fut) };
+    let tracing = shared.tracer.is_on();
+    if tracing {
+        // SAFETY: the driving thread is worker 0.
+        unsafe { shared.tracer.poll_begin(0, &shared.root) };
+    }
     let polled = context::with_local_ok(true, || {
         catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
     });
+    if tracing {
+        let result = match &polled {
+            Ok(Poll::Pending) => crate::trace::PollResult::Pending,
+            Ok(Poll::Ready(_)) => crate::trace::PollResult::Ready,
+            Err(_) => crate::trace::PollResult::Panicked,
+        };
+        // SAFETY: as above.
+        unsafe { shared.tracer.poll_end(0, &shared.root, result) };
+    }
     match polled {
         Ok(Poll::Pending) => {
             // A wake during the poll leaves SCHEDULED set: the loop polls again.

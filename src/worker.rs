@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) workers: Box<[CachePadded<Worker>]>,
     /// The free arena blocks every worker takes from when its block is full.
     pub(crate) pool: Pool,
+    /// The trace recorder (a relaxed flag check on the hot paths when no trace is recording).
+    pub(crate) tracer: crate::trace::Tracer,
     pub(crate) injector: Mutex<JobList>,
     injected: CachePadded<AtomicUsize>,
     pub(crate) driver_queue: Mutex<JobList>,
@@ -197,12 +199,14 @@ impl Shared {
     pub(crate) fn new(
         workers: Box<[CachePadded<Worker>]>,
         pool: Pool,
+        tracer: crate::trace::Tracer,
         this: *const Shared,
     ) -> Shared {
         let n = workers.len();
         Shared {
             workers,
             pool,
+            tracer,
             injector: Mutex::new(JobList::new()),
             injected: CachePadded::new(AtomicUsize::new(0)),
             driver_queue: Mutex::new(JobList::new()),
@@ -432,6 +436,10 @@ impl Shared {
             }
             // SAFETY: (1): our own counter.
             unsafe { Counts::add(&me.counts.steals, got as u64) };
+            if self.tracer.is_on() {
+                // SAFETY: (1): we are worker `index`.
+                unsafe { self.tracer.steal(index, v, got) };
+            }
             // Run the oldest; the others go onto our own deque, where thieves see them (no job
             // is ever held where an idle worker cannot find it).
             for &job in stolen[1..got].iter().rev().flatten() {
@@ -538,9 +546,17 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             core::mem::forget(guard);
             return;
         }
+        if shared.tracer.is_on() {
+            // SAFETY: this thread is worker `index`.
+            unsafe { shared.tracer.park(index) };
+        }
         shared.sleep.sleep(index, || {
             shared.shutdown.load(Ordering::SeqCst) || shared.has_work(index)
         });
+        if shared.tracer.is_on() {
+            // SAFETY: as above.
+            unsafe { shared.tracer.unpark(index) };
+        }
         round = 0;
     }
 }

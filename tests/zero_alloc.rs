@@ -228,12 +228,58 @@ fn check_parallel(workers: usize) {
     );
 }
 
+/// Recording a trace allocates nothing either: the buffers come from `trace_capacity`, and a
+/// full buffer drops events (counted) instead of growing.
+fn check_traced(workers: usize) {
+    let mut scheduler = Scheduler::builder()
+        .workers(workers)
+        .trace_capacity(1 << 16)
+        .build()
+        .unwrap();
+    let mut slots = vec![0u64; COUNTED_JOBS];
+    let nested: Vec<u64> = (0..(OUTER * INNER) as u64).collect();
+    for _ in 0..50 {
+        frame_workload(&mut scheduler, &mut slots, &nested);
+    }
+    scheduler.start_trace();
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    for _ in 0..20 {
+        frame_workload(&mut scheduler, &mut slots, &nested);
+    }
+    COUNTING.store(false, Ordering::SeqCst);
+    let (allocs, bytes) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    let trace = scheduler.take_trace();
+    // The buffers filled up: every worker recorded, then dropped the rest.
+    assert!(
+        trace.events().len() >= (1 << 16),
+        "{} events",
+        trace.events().len()
+    );
+    assert!(trace.dropped() > 0);
+    println!(
+        "workers({workers}): 20 traced frames: {allocs} heap allocations, {bytes} bytes ({} \
+         events kept, {} dropped)",
+        trace.events().len(),
+        trace.dropped()
+    );
+    assert_eq!(
+        allocs, 0,
+        "traced frames allocated {allocs} times ({bytes} bytes)"
+    );
+    DROPS.store(0, Ordering::SeqCst);
+}
+
 fn main() {
     for workers in [1, 2, 4, 8, 16] {
         check(workers);
     }
+    for workers in [1, 2, 4] {
+        check_traced(workers);
+    }
     for workers in [1, 2, 4, 8, 16] {
         check_parallel(workers);
     }
-    println!("zero_alloc: 10 passed, 0 failed");
+    println!("zero_alloc: 13 passed, 0 failed");
 }

@@ -24,15 +24,13 @@ use core::fmt;
 use core::panic::Location;
 use std::collections::HashMap;
 
-#[allow(unused_imports)] // Used by the scheduler once the recording hooks are wired in.
 pub(crate) use ring::Tracer;
 
 /// Which job an event is about, unique within a [`Trace`] (see the module's docs: the header's
 /// address mixed with the frame's index).
 ///
-/// <!-- lead: remove `ignore` once Scheduler::start_trace / take_trace land. -->
-/// ```ignore
-/// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).trace_capacity(1024).build().unwrap();
+/// ```
+/// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).trace_capacity(1024).build().unwrap();
 /// use frame_scheduler::EventKind;
 /// scheduler.start_trace();
 /// scheduler.run_frame(async |frame| frame.spawn(async {}).await);
@@ -41,8 +39,9 @@ pub(crate) use ring::Tracer;
 ///     EventKind::PollBegin { job } => Some(job),
 ///     _ => None,
 /// }).collect();
-/// // The root future and the one job.
-/// assert_eq!(polled.len(), 2);
+/// // On one worker: the root (pending on the job), the job, the root again.
+/// assert_eq!(polled.len(), 3);
+/// assert_eq!(polled[0], polled[2]);
 /// assert_ne!(polled[0], polled[1]);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -220,8 +219,7 @@ pub struct Event {
 /// events are dropped (the start of the trace is kept) and counted in [`dropped`](Trace::dropped).
 /// A poll whose end was dropped appears in the exports as lasting to the end of the trace.
 ///
-/// <!-- lead: remove `ignore` once Scheduler::start_trace / take_trace land. -->
-/// ```ignore
+/// ```
 /// let mut scheduler = frame_scheduler::Scheduler::builder()
 ///     .workers(2)
 ///     .trace_capacity(4096)
@@ -307,8 +305,7 @@ impl Trace {
     /// events; a `jobs` counter track shows the jobs alive and those runnable (spawned or woken,
     /// not yet polled), derived from the events.
     ///
-    /// <!-- lead: remove `ignore` once Scheduler::start_trace / take_trace land. -->
-    /// ```ignore
+    /// ```
     /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).trace_capacity(1024).build().unwrap();
     /// scheduler.start_trace();
     /// scheduler.run_frame(async |frame| frame.spawn(async {}).await);
@@ -332,8 +329,7 @@ impl Trace {
     /// line at each frame's start labelled with its index, marks where counters reached zero,
     /// a time axis in milliseconds and a legend of the names that took the most time.
     ///
-    /// <!-- lead: remove `ignore` once Scheduler::start_trace / take_trace land. -->
-    /// ```ignore
+    /// ```
     /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).trace_capacity(1024).build().unwrap();
     /// scheduler.start_trace();
     /// scheduler.run_frame(async |frame| frame.spawn(async {}).await);
