@@ -594,15 +594,16 @@ impl Pool {
         }
         let mut free = self.lock();
         let mut trimmed = 0;
-        // Large chunks first: they are the likeliest to be a spike's.
+        // Blocks beyond the reserve first (a spike's, or stock no longer needed), then large
+        // chunks (a spike's, or allocations that no longer come), then the reserve itself:
+        // chunks that every frame takes must not be given back because stock filled the budget.
         while free.large_bytes + free.block_bytes > budget {
-            let b = match free.pop_large() {
-                Some(b) => b,
-                None => match free.pop_block() {
-                    Some(b) => b,
-                    None => break,
-                },
+            let b = if free.blocks.len > reserve {
+                free.pop_block()
+            } else {
+                free.pop_large().or_else(|| free.pop_block())
             };
+            let Some(b) = b else { break };
             trimmed += capacity(&b);
             drop(b);
         }
