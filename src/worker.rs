@@ -52,8 +52,10 @@ pub(crate) struct Shared {
     pub(crate) workers: Box<[CachePadded<Worker>]>,
     /// The free arena blocks every worker takes from when its block is full.
     pub(crate) pool: Pool,
-    /// The trace recorder (a relaxed flag check on the hot paths when no trace is recording).
-    pub(crate) tracer: crate::trace::Tracer,
+    /// The trace recorder (a relaxed flag check on the hot paths when no trace is recording),
+    /// on lines of its own so that the flag every poll and wake reads shares no line with
+    /// state that is written during a frame.
+    pub(crate) tracer: CachePadded<crate::trace::Tracer>,
     pub(crate) injector: Mutex<JobList>,
     injected: CachePadded<AtomicUsize>,
     pub(crate) driver_queue: Mutex<JobList>,
@@ -206,7 +208,7 @@ impl Shared {
         Shared {
             workers,
             pool,
-            tracer,
+            tracer: CachePadded::new(tracer),
             injector: Mutex::new(JobList::new()),
             injected: CachePadded::new(AtomicUsize::new(0)),
             driver_queue: Mutex::new(JobList::new()),
