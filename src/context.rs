@@ -22,6 +22,13 @@ pub(crate) struct Current {
 }
 
 impl Current {
+    /// This thread's index among `shared`'s workers, if it is one of them (what the trace
+    /// records as the thread an event came from).
+    #[inline]
+    pub(crate) fn worker_of(self, shared: *const Shared) -> Option<usize> {
+        core::ptr::eq(self.shared, shared).then_some(self.index)
+    }
+
     const NONE: Current = Current {
         shared: ptr::null(),
         index: 0,

@@ -368,8 +368,7 @@ impl CounterInner {
         // SAFETY: a counter lives in a frame of its scheduler, which outlives the frame.
         let shared = unsafe { &*self.shared };
         if shared.tracer.is_on() {
-            let cur = crate::context::current();
-            let by = ptr::eq(cur.shared, shared).then_some(cur.index);
+            let by = crate::context::current().worker_of(shared);
             // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
             unsafe { shared.tracer.counter_zero(by, self, None) };
         }

@@ -134,8 +134,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     pub fn counter(&'frame self) -> Counter<'frame> {
         let inner = self.alloc_raw(CounterInner::new(self.shared));
         if self.shared.tracer.is_on() {
-            let cur = context::current();
-            let by = ptr::eq(cur.shared, self.shared).then_some(cur.index);
+            let by = context::current().worker_of(self.shared);
             // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
             unsafe {
                 self.shared
@@ -216,7 +215,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         unsafe { Job::write(slot, header, future) };
         let job = JobRef(slot);
         if shared.tracer.is_on() {
-            let by = ptr::eq(cur.shared, shared).then_some(cur.index);
+            let by = cur.worker_of(shared);
             // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
             unsafe {
                 shared.tracer.spawn(

@@ -31,8 +31,7 @@ pub(crate) unsafe fn wake_job(job: NonNull<Header>) {
         // SAFETY: header invariant 1.
         let shared = unsafe { &*h.shared };
         if shared.tracer.is_on() {
-            let cur = current();
-            let by = ptr::eq(cur.shared, shared).then_some(cur.index);
+            let by = current().worker_of(shared);
             // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of `shared`.
             unsafe { shared.tracer.wake(by, job.as_ptr()) };
         }

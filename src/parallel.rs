@@ -632,7 +632,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             // SAFETY: placed in fresh room of `Job::ROOM`.
             unsafe { Job::write(job, header, future) };
             if self.shared.tracer.is_on() {
-                let by = ptr::eq(cur.shared, self.shared).then_some(cur.index);
+                let by = cur.worker_of(self.shared);
                 // SAFETY: `by` is `Some(i)` only when this thread is worker `i` here.
                 unsafe {
                     self.shared.tracer.spawn(
