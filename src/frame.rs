@@ -17,7 +17,9 @@ use core::task::{Context, Poll};
 use crate::context::{self, Current};
 use crate::counter::{Counter, CounterInner, counter_ptr};
 use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
+use crate::job::header::{Label, Named};
 use crate::job::{Header, Job, JobKind, JobRef};
+use crate::priority::Priority;
 use crate::sync::Ordering;
 use crate::worker::{Counts, Shared};
 
@@ -117,6 +119,14 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     where
         F: Future + 'frame,
     {
+        self.check_local_ok();
+        let job = self.spawn_raw(future, JobKind::Local, None, 0, Location::caller());
+        JobHandle::new(job)
+    }
+
+    /// Panics unless the running code may call `spawn_local`: the root future or a local job.
+    #[track_caller]
+    pub(crate) fn check_local_ok(&self) {
         let cur = context::current();
         if !ptr::eq(cur.shared, self.shared) || cur.index != 0 || !cur.local_ok {
             panic!(
@@ -125,8 +135,6 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                  run_frame or from another spawn_local job (use Frame::spawn for Send futures)"
             );
         }
-        let job = self.spawn_raw(future, JobKind::Local, None, 0, Location::caller());
-        JobHandle::new(job)
     }
 
     /// Makes a new counter at 0 in this frame's arena.
@@ -192,6 +200,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         }
     }
 
+    /// Spawns a job of `kind` with the priority of the job spawning it and no name.
     pub(crate) fn spawn_raw<F: Future + 'frame>(
         &'frame self,
         future: F,
@@ -200,16 +209,68 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         handle: u32,
         location: &'static Location<'static>,
     ) -> JobRef {
+        let options = SpawnOptions {
+            priority: None,
+            name: None,
+            location,
+        };
+        self.spawn_with(future, kind, counter, handle, options)
+    }
+
+    /// The priority of the job (or root future) the calling thread is polling: what its
+    /// spawns inherit. `Normal` on threads that are not this scheduler's workers.
+    #[inline]
+    pub(crate) fn spawner_priority(&self, cur: Current) -> Priority {
+        if ptr::eq(cur.shared, self.shared) {
+            // SAFETY: we are worker `cur.index` of this scheduler: `own` is ours (Shared
+            // invariant 2), and no reference into it is held while a job runs.
+            self.shared.workers[cur.index]
+                .own
+                .with(|own| unsafe { (*own).priority })
+        } else {
+            Priority::Normal
+        }
+    }
+
+    /// Writes a job into the calling thread's arena and queues it.
+    pub(crate) fn spawn_with<F: Future + 'frame>(
+        &'frame self,
+        future: F,
+        kind: JobKind,
+        counter: Option<Counter<'frame>>,
+        handle: u32,
+        options: SpawnOptions,
+    ) -> JobRef {
         let shared = self.shared;
+        let cur = context::current();
+        let mine = ptr::eq(cur.shared, shared);
+        let priority = options
+            .priority
+            .unwrap_or_else(|| self.spawner_priority(cur));
+        let label = match options.name {
+            None => Label::at(options.location),
+            Some(name) => {
+                let named = self.alloc_for(
+                    cur,
+                    Named {
+                        name,
+                        location: options.location,
+                    },
+                );
+                // SAFETY: arena memory lives until the frame ends, as long as the job.
+                unsafe { Label::named(named) }
+            }
+        };
         let header = Header::new(
             &Job::<F>::VTABLE,
             kind,
+            priority,
+            label,
             counter.map(counter_ptr),
             shared,
             SCHEDULED,
             handle,
         );
-        let cur = context::current();
         let slot = Job::<F>::place(self.alloc_layout_for(cur, Job::<F>::ROOM));
         // SAFETY: placed in fresh room of `Job::ROOM`.
         unsafe { Job::write(slot, header, future) };
@@ -222,12 +283,13 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                     by,
                     slot.as_ptr(),
                     ptr::null::<Header>(),
-                    None,
-                    Some(location),
+                    options.name,
+                    Some(options.location),
                 )
             };
         }
-        if ptr::eq(cur.shared, shared) {
+        shared.note_queued(priority, 1);
+        if mine {
             let w = &shared.workers[cur.index];
             // Counted before it is visible anywhere (see worker.rs on frame completion).
             // SAFETY: we are worker `cur.index`, the counters' owner.
@@ -238,19 +300,27 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 match kind {
                     JobKind::Local => {
                         Counts::bump(&w.counts.local);
-                        shared.push_driver(job)
+                        shared.push_driver(priority, job)
                     }
-                    _ => shared.push(cur.index, job),
+                    _ => shared.push(cur.index, priority, job),
                 }
             }
             job
         } else {
             shared.foreign_spawned.fetch_add(1, Ordering::AcqRel);
             // SAFETY: the job was just written, SCHEDULED, and is on no queue.
-            unsafe { shared.inject(job) };
+            unsafe { shared.inject(priority, job) };
             job
         }
     }
+}
+
+/// What a spawn may say about its job beyond its kind (see [`JobBuilder`](crate::JobBuilder)).
+pub(crate) struct SpawnOptions {
+    /// `None`: the priority of the spawning job.
+    pub(crate) priority: Option<Priority>,
+    pub(crate) name: Option<&'static str>,
+    pub(crate) location: &'static Location<'static>,
 }
 
 /// Ties a handle to its frame, and to its output type without owning one.

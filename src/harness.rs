@@ -46,18 +46,24 @@ pub(crate) unsafe fn wake_job(job: NonNull<Header>) {
 /// 1. `job` is a live job of `shared`'s running frame (or its root), which the caller has just
 ///    marked `SCHEDULED` and which is on no queue (header invariant 4).
 pub(crate) unsafe fn enqueue(shared: &Shared, job: JobRef) {
+    // SAFETY: (1).
+    let h = unsafe { job.header() };
+    let level = h.priority;
+    if h.kind != JobKind::Root {
+        shared.note_queued(level, 1);
+    }
     // SAFETY: (1) for every call below; `push` also needs us to be worker `cur.index`, which
     // `current()` says we are.
     unsafe {
-        match job.header().kind {
+        match h.kind {
             JobKind::Root => shared.sleep.notify_driver(),
-            JobKind::Local => shared.push_driver(job),
+            JobKind::Local => shared.push_driver(level, job),
             JobKind::Any => {
                 let cur = current();
                 if ptr::eq(cur.shared, shared) {
-                    shared.push(cur.index, job);
+                    shared.push(cur.index, level, job);
                 } else {
-                    shared.inject(job);
+                    shared.inject(level, job);
                 }
             }
         }
@@ -83,7 +89,9 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
     // SAFETY: (1): `own` is ours. A pending counter lives in the frame arena, and the frame
     // cannot end before the batch is flushed (see `flush_pending`).
-    let flush = shared.workers[index].own.with(|own| unsafe {
+    let flush = shared.workers[index].own.with_mut(|own| unsafe {
+        // What the job's spawns inherit.
+        (*own).priority = h.priority;
         (*own).pending != 0
             && (polled_before
                 || !ptr::eq((*own).pending_counter, counter)
@@ -130,7 +138,8 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
                 // the poll; that waker left the enqueueing to us.
                 unsafe {
                     if h.kind == JobKind::Any {
-                        shared.inject(job);
+                        shared.note_queued(h.priority, 1);
+                        shared.inject(h.priority, job);
                     } else {
                         enqueue(shared, job);
                     }

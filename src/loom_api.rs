@@ -108,12 +108,14 @@ impl ModelScheduler {
     /// would send the fake job to the injector, which dereferences it).
     pub unsafe fn push(&self, index: usize, n: usize) {
         // SAFETY: the caller is worker `index`; with room, the job is only stored, never read.
-        unsafe { self.shared.push(index, job(n)) }
+        unsafe { self.shared.push(index, crate::Priority::Normal, job(n)) }
     }
 
     /// Another worker steals the oldest job of worker `victim`'s deque.
     pub fn steal(&self, victim: usize) -> Option<usize> {
-        self.shared.workers[victim].queue.steal().map(number)
+        self.shared.workers[victim].queues[crate::Priority::Normal.index()]
+            .steal()
+            .map(number)
     }
 
     /// Whether worker `index` could find work now (the check the sleep protocol makes).
@@ -137,6 +139,8 @@ impl JobState {
             header: Header::new(
                 &crate::job::raw::ROOT_VTABLE,
                 JobKind::Any,
+                crate::Priority::Normal,
+                crate::job::header::Label::at(core::panic::Location::caller()),
                 None,
                 ptr::null(),
                 initial,
@@ -177,6 +181,8 @@ impl<F: Future> OutputJob<F> {
         let header = Header::new(
             &Job::<F>::VTABLE,
             JobKind::Any,
+            crate::Priority::Normal,
+            crate::job::header::Label::at(core::panic::Location::caller()),
             None,
             Arc::as_ptr(&sched.shared),
             SCHEDULED,

@@ -162,7 +162,9 @@ use crate::context::{self, Current};
 use crate::counter::{Counter, CounterInner, CounterWait, counter_ptr};
 use crate::frame::Frame;
 use crate::job::state::{DETACHED, SCHEDULED};
+use crate::job::header::Label;
 use crate::job::{Header, Job, JobKind, JobRef};
+use crate::priority::Priority;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::worker::Counts;
 
@@ -611,9 +613,11 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     {
         let location = Location::caller();
         let cur = context::current();
+        let priority = self.spawner_priority(cur);
         let mut batch = Batch {
             frame: self,
             cur,
+            priority,
             counter,
             head: ptr::null(),
             tail: ptr::null(),
@@ -623,6 +627,8 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             let header = Header::new(
                 &Job::<I::Item>::VTABLE,
                 JobKind::Any,
+                priority,
+                Label::at(location),
                 Some(counter_ptr(counter)),
                 self.shared,
                 SCHEDULED,
@@ -661,6 +667,8 @@ impl<'frame, 'env> Frame<'frame, 'env> {
 struct Batch<'frame, 'env> {
     frame: &'frame Frame<'frame, 'env>,
     cur: Current,
+    /// The priority of every job of the batch: the spawner's.
+    priority: Priority,
     counter: Counter<'frame>,
     head: *const Header,
     tail: *const Header,
@@ -697,6 +705,8 @@ impl Drop for Batch<'_, '_> {
         // then the spawn count.
         self.counter.add(self.len);
         let on_worker = ptr::eq(self.cur.shared, shared);
+        let level = self.priority;
+        shared.note_queued(level, self.len);
         if on_worker {
             // SAFETY: we are worker `cur.index`, the owner of its counters.
             unsafe {
@@ -717,14 +727,12 @@ impl Drop for Batch<'_, '_> {
             next = unsafe { job.as_ref().next.with(|n| *n) };
             let job = JobRef(job);
             if on_worker {
-                // SAFETY: we are worker `cur.index`, the deque's owner.
-                if let Err(job) = unsafe { shared.workers[self.cur.index].queue.push(job) } {
-                    // SAFETY: invariant 1: live, SCHEDULED, on no queue.
-                    unsafe { shared.inject(job) };
-                }
+                // SAFETY: invariant 1: live, SCHEDULED, on no queue; we are worker
+                // `cur.index`, the deque's owner.
+                unsafe { shared.push_quiet(self.cur.index, level, job) };
             } else {
                 // SAFETY: invariant 1: live, SCHEDULED, on no queue.
-                unsafe { shared.inject(job) };
+                unsafe { shared.inject(level, job) };
             }
         }
         if on_worker {

@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::frame::Frame;
 use crate::job::JobRef;
 use crate::job::state::{COMPLETE, SCHEDULED};
+use crate::priority::Priority;
 use crate::stats::FrameStats;
 use crate::sync::{Ordering, lock};
 use crate::unwind::{AbortOnUnwind, drop_quietly};
@@ -621,6 +622,14 @@ impl Scheduler {
         }
         let output = {
             let _enter = context::enter(shared, 0);
+            // SAFETY: this thread is worker 0 for the duration of the frame: `own` is ours
+            // (Shared invariant 2; no background thread is worker 0).
+            shared.workers[0].own.with_mut(|own| unsafe {
+                // Looks for work count from the frame's start, so the order of a small
+                // frame's jobs does not depend on the frames before it.
+                (*own).ticks = 0;
+                (*own).priority = Priority::Normal;
+            });
             let frame = Frame::new(shared, index);
             // The root future lives on this stack frame, pinned; it is dropped in place in
             // `drive`, before any arena is reset. Calling `f` runs user code (a plain closure
@@ -690,7 +699,14 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
         // The root future, when woken. It may look at a counter this thread still holds
         // finished jobs of: publish them first.
         if root.is_some() && shared.root.state.load(Ordering::Acquire) & SCHEDULED != 0 {
+            // The root counts as a `Normal` job: `High` jobs queued anywhere go first.
             // SAFETY: this thread is worker 0 for the duration of the frame.
+            if let Some(job) = unsafe { shared.find_urgent(0) } {
+                // SAFETY: as above.
+                unsafe { harness::run_job(shared, 0, job) };
+                continue;
+            }
+            // SAFETY: as above.
             unsafe { harness::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
         }
@@ -747,6 +763,11 @@ fn poll_root<Fut: Future>(
     output: &mut Option<Fut::Output>,
 ) {
     shared.root.transition_to_running();
+    // The root counts as a `Normal` job: its spawns inherit that.
+    // SAFETY: the driving thread is worker 0: `own` is ours (Shared invariant 2).
+    shared.workers[0]
+        .own
+        .with_mut(|own| unsafe { (*own).priority = Priority::Normal });
     // SAFETY: the root header lives in `Shared`, which outlives the frame.
     let waker = unsafe { waker::borrowed(root_header) };
     let mut cx = Context::from_waker(&waker);

@@ -30,6 +30,7 @@ use crate::deque::{BATCH, Deque};
 use crate::harness::{flush_pending, run_job};
 use crate::job::state::DETACHED;
 use crate::job::{Header, JobKind, JobList, JobRef};
+use crate::priority::Priority;
 use crate::sleep::{Sleep, WORKER_IDLE, idle_round};
 use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, load_own, lock,
@@ -56,10 +57,19 @@ pub(crate) struct Shared {
     /// on lines of its own so that the flag every poll and wake reads shares no line with
     /// state that is written during a frame.
     pub(crate) tracer: CachePadded<crate::trace::Tracer>,
-    pub(crate) injector: Mutex<JobList>,
-    injected: CachePadded<AtomicUsize>,
-    pub(crate) driver_queue: Mutex<JobList>,
-    driver_pending: AtomicUsize,
+    /// Per priority level (`Priority::index`): the shared FIFO any worker takes from (jobs
+    /// spawned or woken by threads that are not workers, jobs that yield, deque overflow).
+    pub(crate) injectors: [Mutex<JobList>; 3],
+    /// How many jobs each injector holds, so that looking costs no lock when it is empty.
+    injected: [CachePadded<AtomicUsize>; 3],
+    /// Per level: `spawn_local` jobs, for the driving thread only.
+    pub(crate) driver_queues: [Mutex<JobList>; 3],
+    driver_pending: [AtomicUsize; 3],
+    /// How many `High` (index 0) and `Low` (index 2) jobs are queued anywhere: an upper bound
+    /// (counted before a job is queued, uncounted after it is taken), so that a worker learns
+    /// from one load whether looking at those levels is worth it. `Normal` jobs are not
+    /// counted (index 1 stays 0): the common path writes no shared word.
+    queued: [CachePadded<AtomicUsize>; 3],
     pub(crate) foreign: Mutex<Foreign>,
     /// Set when `foreign` is used; frame end only locks it then.
     pub(crate) foreign_used: AtomicBool,
@@ -87,7 +97,9 @@ impl core::fmt::Debug for Shared {
 
 /// One worker's state.
 pub(crate) struct Worker {
-    pub(crate) queue: Deque,
+    /// One deque per priority level (`Priority::index`); `High` and `Low` ones are smaller
+    /// (see [`LEVEL_CAPACITY`]).
+    pub(crate) queues: [Deque; 3],
     pub(crate) counts: CachePadded<Counts>,
     pub(crate) frame_state: UnsafeCell<FrameState>,
     pub(crate) own: UnsafeCell<OwnState>,
@@ -146,6 +158,9 @@ pub(crate) struct FrameState {
 pub(crate) struct OwnState {
     /// Counts `find_work` calls, for the fairness checks.
     pub(crate) ticks: u32,
+    /// The priority of the job this worker is polling (or last polled): what its spawns
+    /// inherit.
+    pub(crate) priority: Priority,
     /// Counted jobs this worker finished but has not yet taken off their counter (all on
     /// `pending_counter`) nor added to its `completed` count: see
     /// [`flush_pending`](crate::harness::flush_pending).
@@ -159,6 +174,14 @@ pub(crate) struct OwnState {
 /// Every this many looks for work, a worker tries all of its sources in a rotating order before
 /// its usual newest-first order (see [`Shared::find_work`]).
 const FAIR_EVERY: u32 = 32;
+
+/// Every this many looks, a worker tries the priority levels from `Low` up, so that a job
+/// spinning on `yield_now` for a job of a lower level cannot livelock it.
+const LEVELS_FAIR_EVERY: u32 = 1024;
+
+/// Slots of a worker's `High` and `Low` deques (at most; `queue_capacity` if smaller): these
+/// levels hold fewer jobs, and a burst beyond goes to the level's shared FIFO.
+const LEVEL_CAPACITY: usize = 1024;
 
 /// Arena and wake cells for threads that are not workers (scoped threads holding `&Frame`).
 #[derive(Debug)]
@@ -175,10 +198,15 @@ impl Worker {
         queue_capacity: usize,
         workers: usize,
     ) -> Result<Worker, &'static str> {
-        let queue = Deque::try_new(queue_capacity).ok_or("queue_capacity")?;
+        let level = || Deque::try_new(queue_capacity.min(LEVEL_CAPACITY)).ok_or("queue_capacity");
+        let queues = [
+            level()?,
+            Deque::try_new(queue_capacity).ok_or("queue_capacity")?,
+            level()?,
+        ];
         let arena = Arena::new(first);
         Ok(Worker {
-            queue,
+            queues,
             counts: CachePadded::new(Counts::default()),
             frame_state: UnsafeCell::new(FrameState {
                 arena,
@@ -187,6 +215,7 @@ impl Worker {
             }),
             own: UnsafeCell::new(OwnState {
                 ticks: 0,
+                priority: Priority::Normal,
                 pending: 0,
                 pending_counter: ptr::null(),
                 last_seen: vec![(usize::MAX, 0, 0); workers].into_boxed_slice(),
@@ -209,10 +238,11 @@ impl Shared {
             workers,
             pool,
             tracer: CachePadded::new(tracer),
-            injector: Mutex::new(JobList::new()),
-            injected: CachePadded::new(AtomicUsize::new(0)),
-            driver_queue: Mutex::new(JobList::new()),
-            driver_pending: AtomicUsize::new(0),
+            injectors: [const { Mutex::new(JobList::new()) }; 3],
+            injected: Default::default(),
+            driver_queues: [const { Mutex::new(JobList::new()) }; 3],
+            driver_pending: Default::default(),
+            queued: Default::default(),
             foreign_used: AtomicBool::new(false),
             foreign: Mutex::new(Foreign {
                 arena: Arena::new(None),
@@ -222,6 +252,8 @@ impl Shared {
             root: Header::new(
                 &crate::job::raw::ROOT_VTABLE,
                 JobKind::Root,
+                Priority::Normal,
+                crate::job::header::Label::at(core::panic::Location::caller()),
                 None,
                 this,
                 0,
@@ -262,62 +294,92 @@ impl Shared {
         lock(&self.foreign)
     }
 
-    /// Puts a job where any worker will find it, and wakes one if any is asleep.
+    /// A job of `level` is about to be queued (spawned, woken, or yielding): counted for the
+    /// levels that are (see `queued`). Call it before the job becomes visible.
+    #[inline]
+    pub(crate) fn note_queued(&self, level: Priority, jobs: usize) {
+        if level != Priority::Normal {
+            self.queued[level.index()].fetch_add(jobs, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether jobs of `level` (`High` or `Low`) may be queued somewhere.
+    #[inline]
+    fn may_have(&self, level: Priority) -> bool {
+        self.queued[level.index()].load(Ordering::SeqCst) != 0
+    }
+
+    /// Puts a job of `level` where any worker will find it, and wakes one if any is asleep.
     ///
     /// # Safety
     /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
     ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
-    pub(crate) unsafe fn inject(&self, job: JobRef) {
+    pub(crate) unsafe fn inject(&self, level: Priority, job: JobRef) {
+        let l = level.index();
         // SAFETY: (1).
-        unsafe { lock(&self.injector).push_back(job) };
-        self.injected.fetch_add(1, Ordering::SeqCst);
+        unsafe { lock(&self.injectors[l]).push_back(job) };
+        self.injected[l].fetch_add(1, Ordering::SeqCst);
         self.sleep.notify_one_strict(0);
     }
 
-    fn pop_injected(&self) -> Option<JobRef> {
-        if self.injected.load(Ordering::Acquire) == 0 {
+    fn pop_injected(&self, level: Priority) -> Option<JobRef> {
+        let l = level.index();
+        if self.injected[l].load(Ordering::Acquire) == 0 {
             return None;
         }
-        let job = lock(&self.injector).pop_front()?;
-        self.injected.fetch_sub(1, Ordering::AcqRel);
+        let job = lock(&self.injectors[l]).pop_front()?;
+        self.injected[l].fetch_sub(1, Ordering::AcqRel);
         Some(job)
     }
 
-    /// Queues a `spawn_local` job for the driving thread and wakes it.
+    /// Queues a `spawn_local` job of `level` for the driving thread and wakes it.
     ///
     /// # Safety
     /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
     ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
-    pub(crate) unsafe fn push_driver(&self, job: JobRef) {
+    pub(crate) unsafe fn push_driver(&self, level: Priority, job: JobRef) {
+        let l = level.index();
         // SAFETY: (1).
-        unsafe { lock(&self.driver_queue).push_back(job) };
-        self.driver_pending.fetch_add(1, Ordering::SeqCst);
+        unsafe { lock(&self.driver_queues[l]).push_back(job) };
+        self.driver_pending[l].fetch_add(1, Ordering::SeqCst);
         self.sleep.notify_driver();
     }
 
-    fn pop_driver(&self) -> Option<JobRef> {
-        if self.driver_pending.load(Ordering::Acquire) == 0 {
+    fn pop_driver(&self, level: Priority) -> Option<JobRef> {
+        let l = level.index();
+        if self.driver_pending[l].load(Ordering::Acquire) == 0 {
             return None;
         }
-        let job = lock(&self.driver_queue).pop_front()?;
-        self.driver_pending.fetch_sub(1, Ordering::AcqRel);
+        let job = lock(&self.driver_queues[l]).pop_front()?;
+        self.driver_pending[l].fetch_sub(1, Ordering::AcqRel);
         Some(job)
     }
 
-    /// Pushes onto worker `index`'s own queue, where idle workers can steal it at once, and
-    /// wakes a sleeping worker if there is one.
+    /// Pushes onto worker `index`'s own deque of `level`, where idle workers can steal it at
+    /// once, and wakes a sleeping worker if there is one.
     ///
     /// # Safety
     /// 1. `job` is a live job of this scheduler's running frame, which the caller has just
     ///    marked `SCHEDULED` (or spawned), and which is on no queue (header invariant 4).
     /// 2. The caller is worker `index`.
     #[inline]
-    pub(crate) unsafe fn push(&self, index: usize, job: JobRef) {
+    pub(crate) unsafe fn push(&self, index: usize, level: Priority, job: JobRef) {
+        // SAFETY: (1) and (2), passed on.
+        unsafe { self.push_quiet(index, level, job) };
+        self.wake_thief(index);
+    }
+
+    /// [`Shared::push`] without the wake (the caller wakes a thief once for a batch). A full
+    /// deque sends the job to the level's shared FIFO.
+    ///
+    /// # Safety
+    /// As for [`Shared::push`].
+    #[inline]
+    pub(crate) unsafe fn push_quiet(&self, index: usize, level: Priority, job: JobRef) {
         // SAFETY: (2): we are the deque's owner.
-        match unsafe { self.workers[index].queue.push(job) } {
-            Ok(()) => self.wake_thief(index),
+        if let Err(job) = unsafe { self.workers[index].queues[level.index()].push(job) } {
             // SAFETY: (1), passed on.
-            Err(job) => unsafe { self.inject(job) },
+            unsafe { self.inject(level, job) };
         }
     }
 
@@ -331,17 +393,23 @@ impl Shared {
         self.sleep.notify_one_strict(index);
     }
 
-    /// Finds the next job for worker `index`: its own deque's newest job, (for the driver, its
-    /// local jobs), the shared FIFO, then the other workers' deques; and every [`FAIR_EVERY`]
-    /// looks a fair round first (see the comment inside).
+    /// Finds the next job for worker `index`: a `High` job from anywhere, else a `Normal` one,
+    /// else a `Low` one (see [`Priority`]). At each level: its own deque's newest job, (for the
+    /// driver, its local jobs), the shared FIFO, then the other workers' deques; and every
+    /// [`FAIR_EVERY`] looks a fair round of the `Normal` sources first (see the comment
+    /// inside), every [`LEVELS_FAIR_EVERY`] looks the levels from `Low` up.
     ///
-    /// Thieves are patient with a victim's last job: they take it only if the victim's deque
-    /// looked exactly the same at their previous look and its owner has started no poll since
-    /// (it is busy with one job). When a
-    /// worker spawns a burst, or two jobs wake each other on one worker, a hungry thief that
-    /// took each job the moment it was pushed would fight the owner over the cache lines of
-    /// the newest jobs, and drag a ping-pong across cores; leaving the last job to an owner
-    /// that is making progress avoids both, and a job left sitting is still stolen.
+    /// Thieves are patient with a victim's last `Normal` job: they take it only if the
+    /// victim's deque looked exactly the same at their previous look and its owner has started
+    /// no poll since (it is busy with one job). When a worker spawns a burst, or two jobs wake
+    /// each other on one worker, a hungry thief that took each job the moment it was pushed
+    /// would fight the owner over the cache lines of the newest jobs, and drag a ping-pong
+    /// across cores; leaving the last job to an owner that is making progress avoids both, and
+    /// a job left sitting is still stolen. `High` and `Low` jobs are taken at once: a `High`
+    /// job must start on the next free worker.
+    ///
+    /// The `Normal`-only path costs one extra load per look (of `queued`, a line written only
+    /// when `High` or `Low` jobs come and go).
     ///
     /// # Safety
     /// 1. The caller is worker `index`.
@@ -352,6 +420,19 @@ impl Shared {
             (*own).ticks = (*own).ticks.wrapping_add(1);
             (*own).ticks
         });
+        if tick % LEVELS_FAIR_EVERY == 0 {
+            for level in [Priority::Low, Priority::Normal, Priority::High] {
+                // SAFETY: (1).
+                if let Some(job) = unsafe { self.find_at(index, level) } {
+                    return Some(job);
+                }
+            }
+            return None;
+        }
+        // SAFETY: (1).
+        if let Some(job) = unsafe { self.find_urgent(index) } {
+            return Some(job);
+        }
         // Fairness, so that no queue starves another whatever yields and wakes around it. A
         // yielding job goes back to the shared FIFO and a woken one to the newest end of its
         // worker's deque, so some of a worker's sources may never run dry. Every
@@ -361,76 +442,128 @@ impl Shared {
         // there may be what a blocked worker waits for). Each source comes first once in
         // `3 * FAIR_EVERY` looks. And the driver takes its local jobs before its own deque
         // only every other look (a local job that yields re-queues at once).
+        let normal = Priority::Normal;
         if tick % FAIR_EVERY == 0 {
             let phase = tick / FAIR_EVERY;
             for k in 0..3 {
                 let job = match (phase + k) % 3 {
-                    0 => self.pop_injected(),
-                    1 => me.queue.steal(),
+                    0 => self.pop_injected(normal),
+                    1 => me.queues[normal.index()].steal(),
                     // One job, for liveness: stealing batches here, while our own deque has
                     // work, would move jobs across cores for nothing.
                     // SAFETY: (1).
-                    _ => unsafe { self.steal_from_others(index, 1) },
+                    _ => unsafe { self.steal_from_others(index, normal, 1) },
                 };
                 if job.is_some() {
                     return job;
                 }
             }
         }
+        // SAFETY: (1).
+        if let Some(job) = unsafe { self.find_in_level(index, normal, tick) } {
+            return Some(job);
+        }
+        if self.may_have(Priority::Low) {
+            // SAFETY: (1).
+            return unsafe { self.find_at(index, Priority::Low) };
+        }
+        None
+    }
+
+    /// A `High` job for worker `index`, if one may be queued anywhere (one load otherwise).
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    #[inline]
+    pub(crate) unsafe fn find_urgent(&self, index: usize) -> Option<JobRef> {
+        if !self.may_have(Priority::High) {
+            return None;
+        }
+        // SAFETY: (1).
+        unsafe { self.find_at(index, Priority::High) }
+    }
+
+    /// A job of `level` from any source, uncounted from `queued` when found.
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    unsafe fn find_at(&self, index: usize, level: Priority) -> Option<JobRef> {
+        // SAFETY: (1); the tick only orders the driver's local jobs, irrelevant here.
+        let job = unsafe { self.find_in_level(index, level, 0) };
+        if job.is_some() && level != Priority::Normal {
+            self.queued[level.index()].fetch_sub(1, Ordering::AcqRel);
+        }
+        job
+    }
+
+    /// The usual order within one level: (the driver's local jobs every other look), the
+    /// worker's own newest job, (the local jobs otherwise), the shared FIFO, other workers.
+    ///
+    /// # Safety
+    /// 1. The caller is worker `index`.
+    #[inline]
+    unsafe fn find_in_level(&self, index: usize, level: Priority, tick: u32) -> Option<JobRef> {
         let driver_first = index == 0 && tick % 2 == 0;
         if driver_first {
-            if let Some(job) = self.pop_driver() {
+            if let Some(job) = self.pop_driver(level) {
                 return Some(job);
             }
         }
         // SAFETY: (1): the deque's owner side is ours.
-        if let Some(job) = unsafe { me.queue.pop() } {
+        if let Some(job) = unsafe { self.workers[index].queues[level.index()].pop() } {
             return Some(job);
         }
         if index == 0 && !driver_first {
-            if let Some(job) = self.pop_driver() {
+            if let Some(job) = self.pop_driver(level) {
                 return Some(job);
             }
         }
-        if let Some(job) = self.pop_injected() {
+        if let Some(job) = self.pop_injected(level) {
             return Some(job);
         }
         // SAFETY: (1).
-        unsafe { self.steal_from_others(index, BATCH) }
+        unsafe { self.steal_from_others(index, level, BATCH) }
     }
 
-    /// Steals up to `max` jobs from the other workers' deques, starting after `index`; runs the
-    /// first and pushes the others onto our own deque. See [`Shared::find_work`] on patience.
+    /// Steals up to `max` jobs of `level` from the other workers' deques, starting after
+    /// `index`; runs the first and pushes the others onto our own deque of that level. See
+    /// [`Shared::find_work`] on patience.
     ///
     /// # Safety
     /// 1. The caller is worker `index`.
-    unsafe fn steal_from_others(&self, index: usize, max: usize) -> Option<JobRef> {
+    unsafe fn steal_from_others(&self, index: usize, level: Priority, max: usize) -> Option<JobRef> {
         let me = &self.workers[index];
+        let l = level.index();
         let n = self.workers.len();
         for k in 1..n {
             let v = (index + k) % n;
-            let victim = &self.workers[v].queue;
+            let victim = &self.workers[v].queues[l];
             let (top, bottom) = victim.snapshot();
             let len = bottom.wrapping_sub(top) as isize;
             if len <= 0 {
                 continue;
             }
-            // The deque's indices alone do not show progress (a job pushed and popped again
-            // leaves them as they were); the owner's poll count does.
-            let polls = self.workers[v].counts.polls.load(Ordering::Relaxed);
-            // SAFETY: (1): `own` is ours.
-            let min_len = me.own.with_mut(|own| unsafe {
-                let own = &mut *own;
-                if len > 1 {
-                    Some(2)
-                } else if own.last_seen[v] == (top, bottom, polls) {
-                    Some(1)
-                } else {
-                    own.last_seen[v] = (top, bottom, polls);
-                    None
-                }
-            });
-            let Some(min_len) = min_len else { continue };
+            let min_len = if level != Priority::Normal {
+                1
+            } else {
+                // The deque's indices alone do not show progress (a job pushed and popped
+                // again leaves them as they were); the owner's poll count does.
+                let polls = self.workers[v].counts.polls.load(Ordering::Relaxed);
+                // SAFETY: (1): `own` is ours.
+                let min_len = me.own.with_mut(|own| unsafe {
+                    let own = &mut *own;
+                    if len > 1 {
+                        Some(2)
+                    } else if own.last_seen[v] == (top, bottom, polls) {
+                        Some(1)
+                    } else {
+                        own.last_seen[v] = (top, bottom, polls);
+                        None
+                    }
+                });
+                let Some(min_len) = min_len else { continue };
+                min_len
+            };
             let mut stolen = [None; BATCH];
             let got = victim.steal_batch(&mut stolen, min_len, max);
             if got == 0 {
@@ -445,12 +578,9 @@ impl Shared {
             // Run the oldest; the others go onto our own deque, where thieves see them (no job
             // is ever held where an idle worker cannot find it).
             for &job in stolen[1..got].iter().rev().flatten() {
-                // SAFETY: (1): the owner side is ours.
-                if let Err(job) = unsafe { me.queue.push(job) } {
-                    // SAFETY: the job was queued, so it is live and SCHEDULED, and it is on
-                    // no queue now: we took it off the victim's.
-                    unsafe { self.inject(job) };
-                }
+                // SAFETY: (1); the job was queued, so it is live and SCHEDULED, and it is on
+                // no queue now: we took it off the victim's.
+                unsafe { self.push_quiet(index, level, job) };
             }
             if got > 1 || !victim.is_empty() {
                 // Work is left (here or there) that another sleeper could run.
@@ -463,9 +593,13 @@ impl Shared {
 
     /// Whether `find_work` could find something now (for the sleep protocol).
     pub(crate) fn has_work(&self, index: usize) -> bool {
-        (index == 0 && self.driver_pending.load(Ordering::SeqCst) != 0)
-            || self.injected.load(Ordering::SeqCst) != 0
-            || self.workers.iter().any(|w| !w.queue.is_empty())
+        (0..3).any(|l| {
+            (index == 0 && self.driver_pending[l].load(Ordering::SeqCst) != 0)
+                || self.injected[l].load(Ordering::SeqCst) != 0
+        }) || self
+            .workers
+            .iter()
+            .any(|w| w.queues.iter().any(|q| !q.is_empty()))
     }
 
     /// Sums of (completed, spawned) over all workers, read in that order (see the module docs).

@@ -53,10 +53,12 @@ pub(crate) struct Job<F: Future> {
 }
 
 /// Bytes from the header to the stage when the stage is aligned to more than 64 bytes: the
-/// header itself rounded up to 16 bytes (80 bytes, nothing wasted, outside loom), so that the
-/// stage's alignment makes the header start 16-byte aligned.
-pub(crate) const OVER_ALIGNED_OFFSET: usize = mem::size_of::<Header>().next_multiple_of(16);
-const _: () = assert!(mem::align_of::<Header>() <= 16);
+/// header itself (a multiple of its own alignment), so that the stage's alignment leaves the
+/// header aligned.
+pub(crate) const OVER_ALIGNED_OFFSET: usize = mem::size_of::<Header>();
+/// The alignment of the room an over-aligned job asks for: the header's.
+const HEADER_ALIGN: usize = mem::align_of::<Header>();
+const _: () = assert!(OVER_ALIGNED_OFFSET % HEADER_ALIGN == 0 && HEADER_ALIGN <= 64);
 
 /// The stage of the job whose header is `header`.
 ///
@@ -127,8 +129,9 @@ impl<F: Future> Job<F> {
     /// stage's alignment in all).
     pub(crate) const ROOM: Layout = if Self::OVER_ALIGNED {
         let align = mem::align_of::<UnsafeCell<Stage<F>>>();
-        let size = OVER_ALIGNED_OFFSET + mem::size_of::<UnsafeCell<Stage<F>>>() + align - 16;
-        match Layout::from_size_align(size, 16) {
+        let size =
+            OVER_ALIGNED_OFFSET + mem::size_of::<UnsafeCell<Stage<F>>>() + align - HEADER_ALIGN;
+        match Layout::from_size_align(size, HEADER_ALIGN) {
             Ok(l) => l,
             Err(_) => panic!("a job too large for a Layout"),
         }
@@ -141,8 +144,9 @@ impl<F: Future> Job<F> {
         if Self::OVER_ALIGNED {
             let align = mem::align_of::<UnsafeCell<Stage<F>>>();
             let stage_at = (room.as_ptr() as usize + OVER_ALIGNED_OFFSET).next_multiple_of(align);
-            // `room + OFFSET` is 16-aligned and the slack in `ROOM` is `align - 16`, so the
-            // header starts at most `align - 16` bytes into the room and the stage fits.
+            // `room + OFFSET` is `HEADER_ALIGN`-aligned and the slack in `ROOM` is
+            // `align - HEADER_ALIGN`, so the header starts at most that many bytes into the
+            // room, aligned, and the stage fits.
             let header_at = stage_at - OVER_ALIGNED_OFFSET - room.as_ptr() as usize;
             // SAFETY: `header_at` is within the room (see above), so the result is non-null.
             unsafe { NonNull::new_unchecked(room.as_ptr().add(header_at)).cast() }
