@@ -16,8 +16,8 @@ use core::task::{Context, Poll};
 
 use crate::context::{self, Current};
 use crate::counter::{Counter, CounterInner, counter_ptr};
-use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::header::{Label, Named};
+use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::priority::Priority;
 use crate::sync::Ordering;

@@ -164,7 +164,11 @@ impl<'frame, 'env> JobBuilder<'frame, 'env> {
         self.spawn_as(JobKind::Local, future)
     }
 
-    fn spawn_as<F: Future + 'frame>(self, kind: JobKind, future: F) -> JobHandle<'frame, F::Output> {
+    fn spawn_as<F: Future + 'frame>(
+        self,
+        kind: JobKind,
+        future: F,
+    ) -> JobHandle<'frame, F::Output> {
         let frame = self.frame;
         if let Some(counter) = self.counter {
             counter.inner.increment();

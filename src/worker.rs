@@ -531,7 +531,12 @@ impl Shared {
     ///
     /// # Safety
     /// 1. The caller is worker `index`.
-    unsafe fn steal_from_others(&self, index: usize, level: Priority, max: usize) -> Option<JobRef> {
+    unsafe fn steal_from_others(
+        &self,
+        index: usize,
+        level: Priority,
+        max: usize,
+    ) -> Option<JobRef> {
         let me = &self.workers[index];
         let l = level.index();
         let n = self.workers.len();

@@ -85,7 +85,14 @@ impl Label {
 
     fn named_ptr(self) -> Option<*const Named> {
         let addr = self.0.as_ptr() as usize;
-        (addr & 1 == 1).then(|| self.0.as_ptr().cast::<u8>().wrapping_sub(1).cast::<Named>().cast_const())
+        (addr & 1 == 1).then(|| {
+            self.0
+                .as_ptr()
+                .cast::<u8>()
+                .wrapping_sub(1)
+                .cast::<Named>()
+                .cast_const()
+        })
     }
 
     /// Where the job was spawned.
