@@ -15,8 +15,8 @@ use frame_scheduler::{EventKind, Priority, Scheduler, yield_now};
 
 type Log = Mutex<Vec<&'static str>>;
 
-fn log<'a>(log: &'a Log, what: &'static str) -> impl Future<Output = ()> + Send + 'a {
-    async move { log.lock().unwrap().push(what) }
+async fn log(log: &Log, what: &'static str) {
+    log.lock().unwrap().push(what)
 }
 
 /// On one worker, queued jobs start strictly by priority, newest first within a level.
@@ -67,7 +67,9 @@ fn children_inherit_their_spawners_priority() {
             // The child is queued; this job ends and the child is the next High job.
             drop((child, demoted));
         });
-        (low.await, normal.await, high.await);
+        low.await;
+        normal.await;
+        high.await;
     });
     assert_eq!(
         *order.lock().unwrap(),
@@ -281,7 +283,9 @@ fn local_jobs_queue_by_priority() {
             .priority(Priority::High)
             .spawn_local(on_driver("high"));
         let c = frame.job().spawn_local(on_driver("normal"));
-        (a.await, b.await, c.await);
+        a.await;
+        b.await;
+        c.await;
     });
     assert_eq!(*order.lock().unwrap(), ["high", "normal", "low"]);
 }
