@@ -17,7 +17,7 @@
 //!   divided by the jobs, is the thread time per job spent on anything but the game's work
 //!   (spawning, queues, waiting at counters, idle or descheduled workers);
 //! - the share of a 60 fps frame's budget (16.7 ms) that the median frame uses;
-//! - two state checks: every frame spawned the island and contact jobs and a number of loop
+//! - two state checks: every frame spawned the named, island and contact jobs and a number of loop
 //!   pieces within what the loops allow (at least one, at most one per `min_len` items), and the
 //!   scheduled run and the serial run end in the same game state, bit for bit (every particle,
 //!   body and bone, and the objects drawn in every frame). A job skipped or run twice changes
@@ -27,7 +27,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use frame_scheduler::{Frame, Scheduler};
+use frame_scheduler::{Frame, Priority, Scheduler};
 
 const PARTICLES: usize = 400_000;
 const PARTICLE_CHUNK: usize = 256;
@@ -43,9 +43,10 @@ const DT: f32 = 1.0 / 60.0;
 /// A 60 fps frame's time budget.
 const BUDGET_60FPS: Duration = Duration::from_micros(16_667);
 /// The jobs one frame spawns besides its parallel loops' pieces (how many pieces a loop makes
-/// depends on how often idle workers ask for work): a job per island and per contact batch.
+/// depends on how often idle workers ask for work): the three named jobs (particles, physics,
+/// and animation with skinning and culling), a job per island and per contact batch.
 const FIXED_JOBS_PER_FRAME: u64 =
-    (ISLANDS * (1 + BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH))) as u64;
+    (3 + ISLANDS * (1 + BODIES_PER_ISLAND.div_ceil(CONTACT_BATCH))) as u64;
 /// The most pieces the four loops may make: one per `min_len` items.
 const MAX_LOOP_JOBS: u64 = (PARTICLES.div_ceil(PARTICLE_CHUNK)
     + 2 * SKELETONS.div_ceil(SKELETON_CHUNK)
@@ -349,47 +350,75 @@ fn main() {
         let sway = &*sway;
         let start = Instant::now();
         scheduler.run_frame(async |frame| {
-            // Particles and physics start at once; nobody waits for particles until the end.
-            // A parallel loop splits the particles only as far as idle workers ask for, never
-            // below PARTICLE_CHUNK, and hands the slice back when every piece is done.
-            let particles_done = frame.for_each_chunk(particles, PARTICLE_CHUNK, |_, chunk| {
-                update_particles(chunk)
-            });
+            // The critical path (physics, and animation -> skinning -> culling, which the
+            // renderer needs first) runs at High priority; particles, which nobody waits for
+            // until the end, at Low: a worker takes any queued High job before a Low one. The
+            // loops' pieces and the islands' contact jobs inherit the priority of the job that
+            // started them. Names show in traces (examples/trace.rs).
+            let particles_done =
+                frame
+                    .job()
+                    .priority(Priority::Low)
+                    .name("particles")
+                    .spawn(async move {
+                        // A parallel loop splits the particles only as far as idle workers ask
+                        // for, never below PARTICLE_CHUNK.
+                        frame
+                            .for_each_chunk(particles, PARTICLE_CHUNK, |_, chunk| {
+                                update_particles(chunk)
+                            })
+                            .await;
+                    });
             // One job per island, published as one batch; each island spawns its contact jobs.
-            let physics = frame.counter();
-            frame.spawn_batch(
-                physics,
-                islands.iter_mut().map(|island| solve_island(frame, island)),
-            );
+            let physics = frame
+                .job()
+                .priority(Priority::High)
+                .name("physics")
+                .spawn(async move {
+                    let islands_done = frame.counter();
+                    frame.spawn_batch(
+                        islands_done,
+                        islands.iter_mut().map(|island| solve_island(frame, island)),
+                    );
+                    islands_done.await;
+                });
 
             // Animation, then skinning, then culling: two loops over the same skeleton chunks,
             // the second starting when the first hands the chunks back (the borrow checker
             // sees the order), then a loop over the culling chunks.
-            let mut chunks = frame.vec_with_capacity(skeletons.len().div_ceil(SKELETON_CHUNK));
-            chunks.extend(skeletons.chunks_mut(SKELETON_CHUNK).zip(sway));
-            let chunks = chunks.into_slice();
-            let chunks = frame
-                .for_each_chunk(chunks, 1, |_, part| {
-                    part.iter_mut().for_each(|(chunk, _)| animate(chunk))
-                })
-                .await;
             frame
-                .for_each_chunk(chunks, 1, |_, part| {
-                    for (chunk, sway) in part.iter_mut() {
-                        sway.store(skin(chunk).to_bits(), Ordering::Relaxed);
-                    }
-                })
-                .await;
-            frame
-                .for_each_chunk(visible, 1, |first, out| {
-                    for (k, v) in out.iter_mut().enumerate() {
-                        let at = (first + k) * CULL_CHUNK;
-                        *v = cull(
-                            &objects[at..(at + CULL_CHUNK).min(objects.len())],
-                            sway,
-                            eye,
-                        );
-                    }
+                .job()
+                .priority(Priority::High)
+                .name("animation, skinning, culling")
+                .spawn(async move {
+                    let mut chunks =
+                        frame.vec_with_capacity(skeletons.len().div_ceil(SKELETON_CHUNK));
+                    chunks.extend(skeletons.chunks_mut(SKELETON_CHUNK).zip(sway));
+                    let chunks = chunks.into_slice();
+                    let chunks = frame
+                        .for_each_chunk(chunks, 1, |_, part| {
+                            part.iter_mut().for_each(|(chunk, _)| animate(chunk))
+                        })
+                        .await;
+                    frame
+                        .for_each_chunk(chunks, 1, |_, part| {
+                            for (chunk, sway) in part.iter_mut() {
+                                sway.store(skin(chunk).to_bits(), Ordering::Relaxed);
+                            }
+                        })
+                        .await;
+                    frame
+                        .for_each_chunk(visible, 1, move |first, out| {
+                            for (k, v) in out.iter_mut().enumerate() {
+                                let at = (first + k) * CULL_CHUNK;
+                                *v = cull(
+                                    &objects[at..(at + CULL_CHUNK).min(objects.len())],
+                                    sway,
+                                    eye,
+                                );
+                            }
+                        })
+                        .await;
                 })
                 .await;
             physics.await;
@@ -430,7 +459,7 @@ fn main() {
     let total: Duration = frame_times.iter().sum();
     println!("---");
     println!(
-        "jobs per frame:   {} in the last frame: {ISLANDS} islands, {} contact batches, and {} \
+        "jobs per frame:   {} in the last frame: 3 named jobs (particles at Low priority, physics and animation at High), {ISLANDS} islands, {} contact batches, and {} \
          pieces of 4 parallel loops (at most {MAX_LOOP_JOBS}: loops split only while workers \
          are idle)",
         stats.jobs,
@@ -476,7 +505,7 @@ fn main() {
     let mut failed = false;
     if wrong_job_counts == 0 {
         println!(
-            "state check:      every frame spawned its {FIXED_JOBS_PER_FRAME} island and contact \
+            "state check:      every frame spawned its {FIXED_JOBS_PER_FRAME} named, island and contact \
              jobs and between 4 and {MAX_LOOP_JOBS} loop pieces"
         );
     } else {
