@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::frame::Frame;
 use crate::job::JobRef;
@@ -80,6 +80,8 @@ pub struct SchedulerBuilder {
     trace_capacity: usize,
     on_worker_start: Option<ThreadHook>,
     on_worker_stop: Option<ThreadHook>,
+    prewake_lead: Duration,
+    prewake_hover: Duration,
 }
 
 /// A hook run on a background worker thread, given the worker's index.
@@ -99,6 +101,8 @@ impl fmt::Debug for SchedulerBuilder {
             .field("trace_capacity", &self.trace_capacity)
             .field("on_worker_start", &hook(&self.on_worker_start))
             .field("on_worker_stop", &hook(&self.on_worker_stop))
+            .field("prewake_lead", &self.prewake_lead)
+            .field("prewake_hover", &self.prewake_hover)
             .finish()
     }
 }
@@ -127,6 +131,7 @@ impl BuildError {
 pub const MAX_WORKERS: usize = 1024;
 const MIN_ARENA: usize = 1024;
 const MIN_BLOCK: usize = 4 * 1024;
+const MAX_PREWAKE: Duration = Duration::from_millis(100);
 const MAX_BLOCK: usize = 256 * 1024 * 1024;
 const MAX_TRIM_AFTER: usize = 1 << 16;
 const MIN_STACK: usize = 64 * 1024;
@@ -203,6 +208,30 @@ impl SchedulerBuilder {
     /// 16384; at least 16.
     pub fn queue_capacity(mut self, jobs: usize) -> Self {
         self.queue_capacity = jobs;
+        self
+    }
+
+    /// How long before the next frame is expected the background workers wake up, so that a
+    /// frame after an idle gap (a render loop sleeping until vsync) starts on every worker at
+    /// once. The scheduler learns the period from the starts of the last frames: when the last
+    /// two intervals agree within an eighth, the workers, parked since the end of the frame,
+    /// wake by a timer this long before the next start is due, then look for work, spinning
+    /// lightly, until the frame comes or [`prewake_hover`](Self::prewake_hover) after it was
+    /// due. A worker woken by the driving thread after a long sleep may start late (the system
+    /// can put it on the driver's own busy core); one that woke by itself is already running.
+    /// Each pre-woken worker spends about this much CPU per frame. Default 100 µs;
+    /// `Duration::ZERO` turns learned pre-waking off ([`Scheduler::prewake`] still works). At
+    /// most 100 ms.
+    pub fn prewake_lead(mut self, lead: Duration) -> Self {
+        self.prewake_lead = lead;
+        self
+    }
+
+    /// How long pre-woken workers keep looking for the next frame after it was due (or after
+    /// [`Scheduler::prewake`]) before they park again: the bound on the CPU a late frame
+    /// costs. Default 500 µs; at most 100 ms.
+    pub fn prewake_hover(mut self, hover: Duration) -> Self {
+        self.prewake_hover = hover;
         self
     }
 
@@ -347,6 +376,17 @@ impl SchedulerBuilder {
                 )));
             }
         }
+        for (setting, value) in [
+            ("prewake_lead", self.prewake_lead),
+            ("prewake_hover", self.prewake_hover),
+        ] {
+            if value > MAX_PREWAKE {
+                return Err(BuildError::new(format!(
+                    "{setting} must be at most {MAX_PREWAKE:?}; got {value:?} (a worker \
+                     spinning that long per frame costs more than a late start)"
+                )));
+            }
+        }
         if self.queue_capacity < MIN_QUEUE || self.queue_capacity > 1 << 24 {
             return Err(BuildError::new(format!(
                 "queue_capacity must be between {MIN_QUEUE} and {} jobs; got {}",
@@ -404,7 +444,9 @@ impl SchedulerBuilder {
         }
         let states = states.into_boxed_slice();
         let tracer = crate::trace::Tracer::new(workers, self.trace_capacity);
-        let shared = Arc::new_cyclic(|this| Shared::new(states, pool, tracer, this.as_ptr()));
+        let pacing = crate::sleep::Pacing::new(self.prewake_lead, self.prewake_hover);
+        let shared =
+            Arc::new_cyclic(|this| Shared::new(states, pool, tracer, pacing, this.as_ptr()));
         // Counted before the `Scheduler` exists, whose drop uncounts it.
         waker::scheduler_started(workers);
         let mut scheduler = Scheduler {
@@ -535,6 +577,8 @@ impl Scheduler {
             arena_trim_after: 120,
             queue_capacity: 16384,
             pin_threads: false,
+            prewake_lead: Duration::from_micros(100),
+            prewake_hover: Duration::from_micros(500),
             stack_size: None,
             trace_capacity: 0,
             on_worker_start: None,
@@ -581,6 +625,27 @@ impl Scheduler {
         self.shared.tracer.take()
     }
 
+    /// Wakes every background worker now, to look for the next frame's jobs (spinning
+    /// lightly) for [`prewake_hover`](SchedulerBuilder::prewake_hover) before parking again:
+    /// for an engine that knows when the next frame starts (vsync is about to return) better
+    /// than the learned period does. Cheap when the workers are awake already.
+    ///
+    /// ```
+    /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).build().unwrap();
+    /// // ... waiting for vsync ...
+    /// scheduler.prewake();
+    /// scheduler.run_frame(async |frame| {
+    ///     frame.spawn(async { /* starts on a worker that is already awake */ }).await;
+    /// });
+    /// ```
+    pub fn prewake(&self) {
+        let shared = &self.shared;
+        shared.pacing.prewake();
+        for i in 1..shared.workers.len() {
+            shared.sleep.notify(i);
+        }
+    }
+
     /// Figures for the last frame run (all zero before the first).
     pub fn last_frame_stats(&self) -> &FrameStats {
         &self.stats
@@ -613,6 +678,10 @@ impl Scheduler {
         let index = self.next_index;
         self.next_index += 1;
         let before = shared.totals();
+        shared.pacing.frame_started();
+        shared
+            .frame_active
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
@@ -654,6 +723,16 @@ impl Scheduler {
             core::mem::forget(guard);
             output
         };
+        shared
+            .frame_active
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if shared.pacing.expects_frame() {
+            // Workers that parked during the frame would sleep through the next one's window:
+            // let them re-park with its deadline.
+            for i in 1..shared.workers.len() {
+                shared.sleep.notify(i);
+            }
+        }
 
         // Every job is done and nothing can spawn any more: clean up the frame.
         let guard = AbortOnUnwind("the end of a frame");

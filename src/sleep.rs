@@ -17,6 +17,10 @@
 //! spawning: a sibling it waits for must then be run by someone else, and a sleeper that missed
 //! it would sleep through the whole frame, or hang it.
 //!
+//! A worker may also park with a deadline ([`Sleep::sleep_until`]): at the deadline it takes
+//! its flag back, unless a notifier took it first, in which case the token is on its way and
+//! it waits for it, so a notifier's token is always consumed by the sleep it was meant for.
+//!
 //! `notify` clears the flag and decrements `sleepers` itself, so `sleepers` counts workers that
 //! are asleep and not yet called, and a burst of pushes wakes each sleeper once.
 //!
@@ -24,8 +28,22 @@
 //! A thread that finds no work first keeps looking for a while ([`idle_round`]): the driving
 //! thread spins without backing off ([`DRIVER_IDLE`]), background workers look less and less
 //! often ([`WORKER_IDLE`]); only then do they announce themselves and park.
+//!
+//! # Between frames
+//! When a frame ends there is provably nothing to do until the next `run_frame`, so background
+//! workers park at once instead of spinning. But a worker woken by the driving thread at the
+//! start of the next frame may start late (the system may put it on the driver's own busy core
+//! after a long sleep), so [`Pacing`] learns the frame period and gives the workers a *window*
+//! around the expected start of the next frame: they park with a deadline at its beginning
+//! (a timer wakes them where they slept), then look for work, spinning lightly, until the
+//! frame comes or the window closes. `Scheduler::prewake` opens a window at once.
+
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
+
+// `Pacing` is a heuristic outside the parking protocol: plain std atomics, also under loom.
+use std::sync::atomic::AtomicU64;
 
 use crate::sync::{
     AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, lock, spin_loop, yield_thread,
@@ -86,6 +104,43 @@ impl Sleep {
         *token = false;
     }
 
+    /// [`Sleep::sleep`], but wakes by itself at `deadline` if nobody notified it first.
+    #[cfg(not(loom))]
+    pub(crate) fn sleep_until(
+        &self,
+        index: usize,
+        deadline: Instant,
+        has_work: impl FnOnce() -> bool,
+    ) {
+        let slot = &self.slots[index];
+        slot.sleeping.store(true, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        let mut token = lock(&slot.token);
+        while !*token {
+            let now = Instant::now();
+            if now >= deadline {
+                // Take the flag back, unless a notifier took it: then its token is coming
+                // (it sets it under the lock we hold), and we wait for it below.
+                if slot.sleeping.swap(false, Ordering::SeqCst) {
+                    self.sleepers.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                token = slot.cv.wait(token).unwrap_or_else(|e| e.into_inner());
+            } else {
+                token = match slot.cv.wait_timeout(token, deadline - now) {
+                    Ok((t, _)) => t,
+                    Err(e) => e.into_inner().0,
+                };
+            }
+        }
+        *token = false;
+    }
+
     /// Wakes worker `index` if it is asleep. Returns whether it was.
     pub(crate) fn notify(&self, index: usize) -> bool {
         let slot = &self.slots[index];
@@ -130,6 +185,118 @@ impl Sleep {
         for i in 0..self.slots.len() {
             self.notify(i);
         }
+    }
+}
+
+/// When the next frame is expected, learned from the starts of the last ones, and the window
+/// around it during which idle workers look for work instead of parking (see the module docs).
+///
+/// Written by the driving thread at each frame start and by `Scheduler::prewake`; read by idle
+/// workers. Relaxed: a stale or torn window only makes a worker hover or park when it need not,
+/// and parking itself follows the strict protocol above.
+#[derive(Debug)]
+pub(crate) struct Pacing {
+    base: Instant,
+    /// How long before the expected start a window opens (`0`: learned windows are off).
+    lead: u64,
+    /// How long a window stays open after its expected start (or after `prewake`).
+    hover: u64,
+    /// Nanoseconds since `base`: the last frame's start, and the interval before it.
+    last_start: AtomicU64,
+    last_interval: AtomicU64,
+    /// The window, in nanoseconds since `base`; empty when `from >= until`.
+    from: AtomicU64,
+    until: AtomicU64,
+}
+
+impl Pacing {
+    pub(crate) fn new(lead: Duration, hover: Duration) -> Pacing {
+        Pacing {
+            base: Instant::now(),
+            lead: lead.as_nanos() as u64,
+            hover: hover.as_nanos() as u64,
+            last_start: AtomicU64::new(0),
+            last_interval: AtomicU64::new(0),
+            from: AtomicU64::new(0),
+            until: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // `base` is in the past; a process does not run for 584 years.
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    /// A frame starts now (driving thread): learn the period, and open a window around the
+    /// next start if the last two intervals agree within an eighth (a steady rhythm).
+    pub(crate) fn frame_started(&self) {
+        let now = self.now();
+        let last = self
+            .last_start
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
+        let interval = now.saturating_sub(last);
+        let before = self
+            .last_interval
+            .swap(interval, std::sync::atomic::Ordering::Relaxed);
+        if self.lead == 0 || last == 0 || before.abs_diff(interval) > interval / 8 {
+            return;
+        }
+        let next = now + interval;
+        self.open(next.saturating_sub(self.lead), next + self.hover);
+    }
+
+    /// Opens a window now (`Scheduler::prewake`).
+    pub(crate) fn prewake(&self) {
+        let now = self.now();
+        self.open(now, now + self.hover);
+    }
+
+    fn open(&self, from: u64, until: u64) {
+        // `until` first: a reader that sees the new `from` with the old `until` sees an empty
+        // or a shorter window, never a longer one.
+        self.until
+            .store(until, std::sync::atomic::Ordering::Relaxed);
+        self.from.store(from, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a window is open or ahead: a frame is expected soon.
+    pub(crate) fn expects_frame(&self) -> bool {
+        self.until.load(std::sync::atomic::Ordering::Relaxed) > self.now()
+    }
+
+    /// What an idle worker between frames should do now.
+    pub(crate) fn between_frames(&self) -> BetweenFrames {
+        let now = self.now();
+        let (from, until) = (
+            self.from.load(std::sync::atomic::Ordering::Relaxed),
+            self.until.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        if now >= until || from >= until {
+            BetweenFrames::Park
+        } else if now >= from {
+            BetweenFrames::Hover
+        } else {
+            BetweenFrames::ParkUntil(self.base + Duration::from_nanos(from))
+        }
+    }
+}
+
+/// See [`Pacing::between_frames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BetweenFrames {
+    /// Park until notified: no frame is expected soon.
+    Park,
+    /// Park until the window opens (or a notify).
+    ParkUntil(Instant),
+    /// Inside the window: keep looking for work, spinning lightly.
+    Hover,
+}
+
+/// Spins between two looks for work while hovering: light enough that a window of a few
+/// hundred microseconds costs little, short enough that a frame's first job waits little.
+pub(crate) fn hover_round() {
+    for _ in 0..256 {
+        spin_loop();
     }
 }
 

@@ -31,7 +31,7 @@ use crate::harness::{flush_pending, run_job};
 use crate::job::state::DETACHED;
 use crate::job::{Header, JobKind, JobList, JobRef};
 use crate::priority::Priority;
-use crate::sleep::{Sleep, WORKER_IDLE, idle_round};
+use crate::sleep::{BetweenFrames, Pacing, Sleep, WORKER_IDLE, hover_round, idle_round};
 use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, load_own, lock,
 };
@@ -76,6 +76,11 @@ pub(crate) struct Shared {
     pub(crate) foreign_spawned: AtomicU64,
     pub(crate) root: Header,
     pub(crate) sleep: Sleep,
+    /// Whether a frame is running (set by the driving thread around `drive`): between frames
+    /// idle workers park at once, or hover in a window of `pacing`. A hint, outside the
+    /// parking protocol.
+    pub(crate) frame_active: std::sync::atomic::AtomicBool,
+    pub(crate) pacing: Pacing,
     first_panic: Mutex<Option<Box<dyn Any + Send>>>,
     pub(crate) panics: AtomicUsize,
     pub(crate) shutdown: AtomicBool,
@@ -231,6 +236,7 @@ impl Shared {
         workers: Box<[CachePadded<Worker>]>,
         pool: Pool,
         tracer: crate::trace::Tracer,
+        pacing: Pacing,
         this: *const Shared,
     ) -> Shared {
         let n = workers.len();
@@ -260,6 +266,8 @@ impl Shared {
                 DETACHED,
             ),
             sleep: Sleep::new(n),
+            frame_active: std::sync::atomic::AtomicBool::new(false),
+            pacing,
             first_panic: Mutex::new(None),
             panics: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -680,20 +688,38 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
-        if idle_round(&mut round, WORKER_IDLE) {
+        let in_frame = shared
+            .frame_active
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if in_frame && idle_round(&mut round, WORKER_IDLE) {
             continue;
         }
         if shared.shutdown.load(Ordering::Acquire) {
             core::mem::forget(guard);
             return;
         }
+        // Between frames nothing can come before the next `run_frame`: park at once, unless
+        // the next frame is expected now (see `sleep.rs` on pacing).
+        let between = if in_frame {
+            BetweenFrames::Park
+        } else {
+            shared.pacing.between_frames()
+        };
+        if between == BetweenFrames::Hover {
+            hover_round();
+            continue;
+        }
         if shared.tracer.is_on() {
             // SAFETY: this thread is worker `index`.
             unsafe { shared.tracer.park(index) };
         }
-        shared.sleep.sleep(index, || {
-            shared.shutdown.load(Ordering::SeqCst) || shared.has_work(index)
-        });
+        let has_work = || shared.shutdown.load(Ordering::SeqCst) || shared.has_work(index);
+        match between {
+            BetweenFrames::ParkUntil(deadline) => {
+                shared.sleep.sleep_until(index, deadline, has_work)
+            }
+            _ => shared.sleep.sleep(index, has_work),
+        }
         if shared.tracer.is_on() {
             // SAFETY: as above.
             unsafe { shared.tracer.unpark(index) };
