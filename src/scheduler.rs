@@ -48,6 +48,10 @@ pub struct Scheduler {
     threads: Vec<JoinHandle<()>>,
     next_index: u64,
     stats: FrameStats,
+    /// With `pin_driver(true)`: the core the driving thread is pinned to, and the last thread
+    /// pinned to it (a thread is pinned the first time it runs a frame).
+    driver_core: Option<core_affinity::CoreId>,
+    pinned_driver: Option<std::thread::ThreadId>,
 }
 
 impl fmt::Debug for Scheduler {
@@ -76,6 +80,7 @@ pub struct SchedulerBuilder {
     arena_trim_after: usize,
     queue_capacity: usize,
     pin_threads: bool,
+    pin_driver: bool,
     stack_size: Option<usize>,
     trace_capacity: usize,
     on_worker_start: Option<ThreadHook>,
@@ -97,6 +102,7 @@ impl fmt::Debug for SchedulerBuilder {
             .field("arena_trim_after", &self.arena_trim_after)
             .field("queue_capacity", &self.queue_capacity)
             .field("pin_threads", &self.pin_threads)
+            .field("pin_driver", &self.pin_driver)
             .field("stack_size", &self.stack_size)
             .field("trace_capacity", &self.trace_capacity)
             .field("on_worker_start", &hook(&self.on_worker_start))
@@ -235,10 +241,19 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Pins background worker `i` to core `i` (the driving thread is left alone). Needs one
-    /// core per worker. Default off.
+    /// Pins background worker `i` to core `i` (core 0 is left to the driving thread; see
+    /// [`pin_driver`](Self::pin_driver)). Needs one core per worker. Default off.
     pub fn pin_threads(mut self, pin: bool) -> Self {
         self.pin_threads = pin;
+        self
+    }
+
+    /// With [`pin_threads(true)`](Self::pin_threads), also pins the thread that calls
+    /// `run_frame` to core 0, the first time it runs a frame (the pinning stays on that thread
+    /// after the frame: it is the engine's render thread). Then no background worker ever
+    /// waits for the driver's core. Default off: the driving thread belongs to the caller.
+    pub fn pin_driver(mut self, pin: bool) -> Self {
+        self.pin_driver = pin;
         self
     }
 
@@ -376,6 +391,13 @@ impl SchedulerBuilder {
                 )));
             }
         }
+        if self.pin_driver && !self.pin_threads {
+            return Err(BuildError::new(
+                "pin_driver(true) pins the driving thread beside pinned workers: add \
+                 pin_threads(true), or leave pin_driver off"
+                    .into(),
+            ));
+        }
         for (setting, value) in [
             ("prewake_lead", self.prewake_lead),
             ("prewake_hover", self.prewake_hover),
@@ -453,6 +475,10 @@ impl SchedulerBuilder {
             shared,
             threads: Vec::new(),
             next_index: 0,
+            driver_core: (self.pin_threads && self.pin_driver)
+                .then(|| cores.first().copied())
+                .flatten(),
+            pinned_driver: None,
             stats: FrameStats::default(),
         };
         // `build` returns once every worker thread is running: the first frame starts with all
@@ -577,6 +603,7 @@ impl Scheduler {
             arena_trim_after: 120,
             queue_capacity: 16384,
             pin_threads: false,
+            pin_driver: false,
             prewake_lead: Duration::from_micros(100),
             prewake_hover: Duration::from_micros(500),
             stack_size: None,
@@ -672,6 +699,13 @@ impl Scheduler {
                  outer frame could not finish while this thread waits; spawn the work into the \
                  current frame instead, or run the next frame after this one returns"
             );
+        }
+        if let Some(core) = self.driver_core {
+            let me = std::thread::current().id();
+            if self.pinned_driver != Some(me) {
+                core_affinity::set_for_current(core);
+                self.pinned_driver = Some(me);
+            }
         }
         let start = Instant::now();
         let shared: &Shared = &self.shared;
