@@ -44,6 +44,7 @@ impl ModelScheduler {
                     states,
                     pool,
                     crate::trace::Tracer::new(workers, 0),
+                    crate::sleep::Pacing::new(std::time::Duration::ZERO, std::time::Duration::ZERO),
                     this.as_ptr(),
                 )
             }),
@@ -63,6 +64,39 @@ impl ModelScheduler {
     /// Worker `index` goes to sleep unless `has_work` (checked after announcing) finds work.
     pub fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) {
         self.shared.sleep.sleep(index, has_work)
+    }
+
+    /// Worker `index` parks with a deadline (`Sleep::sleep_until`'s protocol) whose passing
+    /// is `passed`, set by [`ModelScheduler::fire_timer`] on another thread.
+    pub fn sleep_with_timer(
+        &self,
+        index: usize,
+        has_work: impl FnOnce() -> bool,
+        passed: &crate::sync::AtomicBool,
+    ) {
+        let sleep = &self.shared.sleep;
+        sleep.sleep_with_deadline(
+            index,
+            has_work,
+            || passed.load(Ordering::SeqCst),
+            |token| sleep.wait_plain(index, token),
+        )
+    }
+
+    /// The timer of worker `index`'s timed sleep goes off.
+    pub fn fire_timer(&self, index: usize, passed: &crate::sync::AtomicBool) {
+        self.shared.sleep.fire_timer(index, passed)
+    }
+
+    /// Wakes worker `index` if it is asleep (`Sleep::notify`).
+    pub fn notify(&self, index: usize) -> bool {
+        self.shared.sleep.notify(index)
+    }
+
+    /// Whether worker `index`'s parking slot is back at rest: not sleeping, no token left
+    /// for a later sleep, no sleeper counted.
+    pub fn at_rest(&self, index: usize) -> bool {
+        self.shared.sleep.at_rest(index)
     }
 
     /// Work published for any worker (the injector's notify).

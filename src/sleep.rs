@@ -46,7 +46,8 @@ use crossbeam_utils::CachePadded;
 use std::sync::atomic::AtomicU64;
 
 use crate::sync::{
-    AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, lock, spin_loop, yield_thread,
+    AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering, fence, lock, spin_loop,
+    yield_thread,
 };
 
 /// The parking state of every worker, the driving thread included (index 0).
@@ -105,12 +106,36 @@ impl Sleep {
     }
 
     /// [`Sleep::sleep`], but wakes by itself at `deadline` if nobody notified it first.
-    #[cfg(not(loom))]
     pub(crate) fn sleep_until(
         &self,
         index: usize,
         deadline: Instant,
         has_work: impl FnOnce() -> bool,
+    ) {
+        let slot = &self.slots[index];
+        self.sleep_with_deadline(
+            index,
+            has_work,
+            || Instant::now() >= deadline,
+            |token| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match slot.cv.wait_timeout(token, left) {
+                    Ok((t, _)) => t,
+                    Err(e) => e.into_inner().0,
+                }
+            },
+        );
+    }
+
+    /// The protocol of [`Sleep::sleep_until`], with the clock abstracted for the loom model:
+    /// `passed` says whether the deadline has passed, `wait` waits on the slot's condition
+    /// variable until a notify or the deadline (spurious returns allowed).
+    pub(crate) fn sleep_with_deadline<'a>(
+        &'a self,
+        index: usize,
+        has_work: impl FnOnce() -> bool,
+        passed: impl Fn() -> bool,
+        wait: impl Fn(MutexGuard<'a, bool>) -> MutexGuard<'a, bool>,
     ) {
         let slot = &self.slots[index];
         slot.sleeping.store(true, Ordering::SeqCst);
@@ -122,23 +147,52 @@ impl Sleep {
         }
         let mut token = lock(&slot.token);
         while !*token {
-            let now = Instant::now();
-            if now >= deadline {
+            if passed() {
                 // Take the flag back, unless a notifier took it: then its token is coming
-                // (it sets it under the lock we hold), and we wait for it below.
+                // (it sets it under the lock we hold), and we wait for it.
                 if slot.sleeping.swap(false, Ordering::SeqCst) {
                     self.sleepers.fetch_sub(1, Ordering::SeqCst);
                     return;
                 }
                 token = slot.cv.wait(token).unwrap_or_else(|e| e.into_inner());
             } else {
-                token = match slot.cv.wait_timeout(token, deadline - now) {
-                    Ok((t, _)) => t,
-                    Err(e) => e.into_inner().0,
-                };
+                token = wait(token);
             }
         }
         *token = false;
+    }
+
+    /// A timer for the loom model: marks the deadline of worker `index`'s sleep as passed (in
+    /// `passed`, owned by the caller) and wakes its condition variable, as a timed wait would.
+    #[cfg(loom)]
+    pub(crate) fn fire_timer(&self, index: usize, passed: &crate::sync::AtomicBool) {
+        let slot = &self.slots[index];
+        passed.store(true, Ordering::SeqCst);
+        drop(lock(&slot.token));
+        slot.cv.notify_all();
+    }
+
+    /// The loom model's `wait` for [`Sleep::sleep_with_deadline`]: a plain wait (the model's
+    /// timer notifies).
+    #[cfg(loom)]
+    pub(crate) fn wait_plain<'a>(
+        &'a self,
+        index: usize,
+        token: MutexGuard<'a, bool>,
+    ) -> MutexGuard<'a, bool> {
+        self.slots[index]
+            .cv
+            .wait(token)
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the slot is back at rest: not sleeping, no token pending (loom model checks).
+    #[cfg(loom)]
+    pub(crate) fn at_rest(&self, index: usize) -> bool {
+        let slot = &self.slots[index];
+        !slot.sleeping.load(Ordering::SeqCst)
+            && !*lock(&slot.token)
+            && self.sleepers.load(Ordering::SeqCst) == 0
     }
 
     /// Wakes worker `index` if it is asleep. Returns whether it was.

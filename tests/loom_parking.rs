@@ -72,3 +72,53 @@ fn own_push_wakes_a_parking_worker() {
         sleeper.join().unwrap();
     });
 }
+
+/// A worker parked with a deadline (between frames, until the next frame's window) races a
+/// notifier and its own timer: whichever comes first, the worker wakes exactly once, and its
+/// slot is left at rest: no token left over to cut a later sleep short, no sleeper counted
+/// twice or never uncounted. Loom reports a deadlock if the worker waits for a token nobody
+/// will send.
+#[test]
+fn a_timed_park_racing_a_notify_leaves_the_slot_at_rest() {
+    loom::model(|| {
+        let sched = Arc::new(ModelScheduler::new(2));
+        let passed = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (sched, passed) = (sched.clone(), passed.clone());
+            thread::spawn(move || sched.sleep_with_timer(1, || false, &passed))
+        };
+        let timer = {
+            let (sched, passed) = (sched.clone(), passed.clone());
+            thread::spawn(move || sched.fire_timer(1, &passed))
+        };
+        sched.notify(1);
+        worker.join().unwrap();
+        timer.join().unwrap();
+        assert!(
+            sched.at_rest(1),
+            "the slot was left with a token or a sleeper"
+        );
+    });
+}
+
+/// Work published while a worker parks with a deadline is found or wakes it, like a plain
+/// park (here the timer never fires: only the notify can end the sleep).
+#[test]
+fn injected_work_wakes_a_worker_parked_with_a_deadline() {
+    loom::model(|| {
+        let sched = Arc::new(ModelScheduler::new(2));
+        let work = Arc::new(AtomicBool::new(false));
+        let never = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let (sched, work, never) = (sched.clone(), work.clone(), never.clone());
+            thread::spawn(move || {
+                while !work.load(Ordering::SeqCst) {
+                    sched.sleep_with_timer(1, || work.load(Ordering::SeqCst), &never);
+                }
+            })
+        };
+        work.store(true, Ordering::SeqCst);
+        sched.notify_one_strict();
+        worker.join().unwrap();
+    });
+}
