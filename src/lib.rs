@@ -146,6 +146,7 @@ mod readme {}
 // worker.rs, harness.rs, context.rs, job/, waker.rs, counter.rs; building blocks that know
 // nothing of the scheduler), and says where the two protocols (job state in job/state.rs,
 // parking in sleep.rs) are written down and model-checked (tests/loom_*.rs).
+mod activity;
 mod arena;
 mod context;
 mod counter;
@@ -174,7 +175,7 @@ pub use memory::{FrameVec, FrameVecIntoIter};
 pub use parallel::{ChunksJob, MapJob};
 pub use priority::{JobBuilder, Priority};
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
-pub use stats::FrameStats;
+pub use stats::{FrameStats, WorkerStats};
 pub use trace::{CounterId, Event, EventKind, JobId, PollResult, Trace};
 
 /// Bytes of the header in front of every job in the arena (state words, vtable, links, the

@@ -63,7 +63,7 @@ impl ModelScheduler {
 
     /// Worker `index` goes to sleep unless `has_work` (checked after announcing) finds work.
     pub fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) {
-        self.shared.sleep.sleep(index, has_work)
+        self.shared.sleep.sleep(index, has_work);
     }
 
     /// Worker `index` parks with a deadline (`Sleep::sleep_until`'s protocol) whose passing
@@ -80,7 +80,7 @@ impl ModelScheduler {
             has_work,
             || passed.load(Ordering::SeqCst),
             |token| sleep.wait_plain(index, token),
-        )
+        );
     }
 
     /// The timer of worker `index`'s timed sleep goes off.

@@ -14,11 +14,11 @@ use crate::frame::Frame;
 use crate::job::JobRef;
 use crate::job::state::{COMPLETE, SCHEDULED};
 use crate::priority::Priority;
-use crate::stats::FrameStats;
+use crate::stats::{Collector, FrameStats};
 use crate::sync::{Ordering, lock};
 use crate::unwind::{AbortOnUnwind, drop_quietly};
 use crate::waker;
-use crate::worker::{self, Shared, Worker};
+use crate::worker::{self, Counts, Shared, Worker};
 use crate::{context, harness, sleep};
 use crossbeam_utils::CachePadded;
 
@@ -52,6 +52,7 @@ pub struct Scheduler {
     /// pinned to it (a thread is pinned the first time it runs a frame).
     driver_core: Option<core_affinity::CoreId>,
     pinned_driver: Option<std::thread::ThreadId>,
+    collector: Collector,
 }
 
 impl fmt::Debug for Scheduler {
@@ -471,6 +472,7 @@ impl SchedulerBuilder {
             Arc::new_cyclic(|this| Shared::new(states, pool, tracer, pacing, this.as_ptr()));
         // Counted before the `Scheduler` exists, whose drop uncounts it.
         waker::scheduler_started(workers);
+        let collector = Collector::new(workers);
         let mut scheduler = Scheduler {
             shared,
             threads: Vec::new(),
@@ -479,7 +481,8 @@ impl SchedulerBuilder {
                 .then(|| cores.first().copied())
                 .flatten(),
             pinned_driver: None,
-            stats: FrameStats::default(),
+            stats: collector.empty_stats(),
+            collector,
         };
         // `build` returns once every worker thread is running: the first frame starts with all
         // of them, and the threads' own start-up (which allocates, and runs the start hooks) is
@@ -716,6 +719,7 @@ impl Scheduler {
         shared
             .frame_active
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.collector.begin(shared, index);
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
@@ -778,6 +782,9 @@ impl Scheduler {
             unsafe { shared.tracer.frame_end(index) };
         }
         let after = shared.totals();
+        let end = self
+            .collector
+            .end(shared, index, start, &mut self.stats.workers);
         self.stats = FrameStats {
             index,
             jobs: after.spawned - before.spawned,
@@ -791,7 +798,9 @@ impl Scheduler {
             arena_trimmed: arena.trimmed,
             steals: after.steals - before.steals,
             panics: shared.panics.load(Ordering::Relaxed),
-            elapsed: start.elapsed(),
+            elapsed: end - start,
+            // Overwritten in place above: no allocation.
+            workers: core::mem::take(&mut self.stats.workers),
         };
         if let Some(payload) = shared.take_panic() {
             resume_unwind(payload);
@@ -808,10 +817,14 @@ impl Scheduler {
 fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Option<Fut::Output>) {
     let root_header = core::ptr::NonNull::from(&shared.root);
     let mut round = 0;
+    let counts = &shared.workers[0].counts;
+    let mut activity = crate::activity::Activity::new();
     loop {
         // The root future, when woken. It may look at a counter this thread still holds
         // finished jobs of: publish them first.
         if root.is_some() && shared.root.state.load(Ordering::Acquire) & SCHEDULED != 0 {
+            // SAFETY: the activity of worker 0, which this thread is for the frame.
+            unsafe { activity.working(&shared.clock, &counts.clock) };
             // The root counts as a `Normal` job: `High` jobs queued anywhere go first.
             // SAFETY: this thread is worker 0 for the duration of the frame.
             if let Some(job) = unsafe { shared.find_urgent(0) } {
@@ -833,17 +846,24 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
                 // SAFETY: every job has completed and was counted.
                 unsafe { harness::sweep_outputs(shared) };
                 if shared.job_counts().1 == spawned {
+                    // The frame's end is the driver's work.
+                    // SAFETY: as for `working` above.
+                    unsafe { activity.working(&shared.clock, &counts.clock) };
                     return;
                 }
             }
         }
         // SAFETY: this thread is worker 0 for the duration of the frame.
         if let Some(job) = unsafe { shared.find_work(0) } {
+            // SAFETY: as for `working` above.
+            unsafe { activity.working(&shared.clock, &counts.clock) };
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { harness::run_job(shared, 0, job) };
             round = 0;
             continue;
         }
+        // SAFETY: as for `working` above.
+        unsafe { activity.out_of_work(&shared.clock, &counts.clock) };
         if round == 0 {
             // Nothing to run: publish batched completions before idling.
             // SAFETY: this thread is worker 0 for the duration of the frame.
@@ -856,11 +876,15 @@ fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Opti
             // SAFETY: the driving thread is worker 0.
             unsafe { shared.tracer.park(0) };
         }
-        shared.sleep.sleep(0, || {
+        let parked = shared.sleep.sleep(0, || {
             (root.is_some() && shared.root.state.load(Ordering::SeqCst) & SCHEDULED != 0)
                 || (root.is_none() && shared.all_jobs_done())
                 || shared.has_work(0)
         });
+        if parked {
+            // SAFETY: this thread is worker 0: its own counter.
+            unsafe { Counts::bump(&counts.parks) };
+        }
         if shared.tracer.is_on() {
             // SAFETY: as above.
             unsafe { shared.tracer.unpark(0) };

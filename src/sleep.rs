@@ -88,7 +88,8 @@ impl Sleep {
     }
 
     /// Puts worker `index` to sleep unless `has_work` (checked after announcing) finds work.
-    pub(crate) fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) {
+    /// Returns whether it slept (waited for a notifier's token).
+    pub(crate) fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) -> bool {
         let slot = &self.slots[index];
         slot.sleeping.store(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -96,22 +97,24 @@ impl Sleep {
         // If a notifier already claimed us, its token is on the way: consume it below.
         if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            return;
+            return false;
         }
         let mut token = lock(&slot.token);
         while !*token {
             token = slot.cv.wait(token).unwrap_or_else(|e| e.into_inner());
         }
         *token = false;
+        true
     }
 
     /// [`Sleep::sleep`], but wakes by itself at `deadline` if nobody notified it first.
+    /// Returns whether it parked (`false`: work was found first).
     pub(crate) fn sleep_until(
         &self,
         index: usize,
         deadline: Instant,
         has_work: impl FnOnce() -> bool,
-    ) {
+    ) -> bool {
         let slot = &self.slots[index];
         self.sleep_with_deadline(
             index,
@@ -124,7 +127,7 @@ impl Sleep {
                     Err(e) => e.into_inner().0,
                 }
             },
-        );
+        )
     }
 
     /// The protocol of [`Sleep::sleep_until`], with the clock abstracted for the loom model:
@@ -136,14 +139,14 @@ impl Sleep {
         has_work: impl FnOnce() -> bool,
         passed: impl Fn() -> bool,
         wait: impl Fn(MutexGuard<'a, bool>) -> MutexGuard<'a, bool>,
-    ) {
+    ) -> bool {
         let slot = &self.slots[index];
         slot.sleeping.store(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            return;
+            return false;
         }
         let mut token = lock(&slot.token);
         while !*token {
@@ -152,7 +155,7 @@ impl Sleep {
                 // (it sets it under the lock we hold), and we wait for it.
                 if slot.sleeping.swap(false, Ordering::SeqCst) {
                     self.sleepers.fetch_sub(1, Ordering::SeqCst);
-                    return;
+                    return true;
                 }
                 token = slot.cv.wait(token).unwrap_or_else(|e| e.into_inner());
             } else {
@@ -160,6 +163,7 @@ impl Sleep {
             }
         }
         *token = false;
+        true
     }
 
     /// A timer for the loom model: marks the deadline of worker `index`'s sleep as passed (in

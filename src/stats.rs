@@ -1,6 +1,13 @@
-//! What a frame cost, read after `run_frame` returns.
+//! What a frame cost, read after `run_frame` returns: the frame's totals ([`FrameStats`]) and
+//! one row per worker ([`WorkerStats`]), and the driver's side of gathering them at frame end
+//! without allocating.
 
+use core::fmt;
 use core::time::Duration;
+use std::time::Instant;
+
+use crate::sync::Ordering;
+use crate::worker::Shared;
 
 /// Figures for the last frame a [`Scheduler`](crate::Scheduler) ran.
 ///
@@ -13,7 +20,29 @@ use core::time::Duration;
 /// assert_eq!(stats.index, 0);
 /// assert_eq!(stats.jobs, 10);
 /// assert!(stats.arena_bytes > 0);
+/// // One row per worker; between them they ran every job.
+/// assert_eq!(stats.workers().len(), 2);
+/// assert_eq!(stats.workers().iter().map(|w| w.jobs).sum::<u64>(), 10);
+/// // As a table: the totals, the column names, a row per worker.
+/// println!("{stats}");
+/// assert_eq!(stats.to_string().lines().count(), 2 + 2);
 /// ```
+///
+/// Its [`Display`](fmt::Display) is a compact table: a line of totals, then one row per worker
+/// with the columns of [`WorkerStats`]:
+///
+/// ```text
+/// frame 41: 1210 jobs (0 local, 0 foreign), 37 steals, 0 panics, 845.3 µs; arena 96.0 KiB in 2 blocks (1 borrowed), 1024.0 KiB kept
+/// worker    polls     jobs    taken     lost  parks   busy µs   idle µs   wake µs
+///      0     1100     1090        0       37      0     801.2      44.1       0.2
+///      1      120      120       37        0      1     102.9     203.3     539.1
+/// ```
+/// - `polls`, `jobs`: [`WorkerStats::polls`], [`WorkerStats::jobs`];
+/// - `taken`, `lost`: jobs the worker stole from others, and jobs others stole from it
+///   ([`WorkerStats::steals_taken`], [`WorkerStats::steals_lost`]);
+/// - `parks`: [`WorkerStats::parks`];
+/// - `busy µs`, `idle µs`, `wake µs`: [`WorkerStats::busy`], [`WorkerStats::idle`] and
+///   [`WorkerStats::wake_lag`] in microseconds (`-` for a worker that ran no job).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FrameStats {
@@ -47,4 +76,233 @@ pub struct FrameStats {
     pub panics: usize,
     /// Wall time from the start of `run_frame` until every job had finished and arenas were reset.
     pub elapsed: Duration,
+    /// One row per worker, allocated when the scheduler is built and overwritten in place by
+    /// every frame (empty in `FrameStats::default()`).
+    pub(crate) workers: Box<[WorkerStats]>,
+}
+
+impl FrameStats {
+    /// What each worker did in the frame, indexed by worker (0 is the thread that called
+    /// `run_frame`). All zero before the first frame.
+    pub fn workers(&self) -> &[WorkerStats] {
+        &self.workers
+    }
+}
+
+/// What one worker did in a frame: a row of [`FrameStats::workers`].
+///
+/// Counts are exact. Times are measured only when the worker switches between having work
+/// and having none (never per poll), and they add up to the frame:
+/// `wake_lag + busy + idle` is the frame's time up to the moment its figures were taken, a
+/// little less than [`FrameStats::elapsed`].
+///
+/// ```
+/// let mut scheduler = frame_scheduler::Scheduler::builder().workers(1).build().unwrap();
+/// scheduler.run_frame(async |frame| {
+///     let a = frame.spawn(async { frame_scheduler::yield_now().await; 1 });
+///     let b = frame.spawn(async { 2 });
+///     assert_eq!(a.await + b.await, 3);
+/// });
+/// let stats = scheduler.last_frame_stats();
+/// let me = stats.workers()[0];
+/// assert_eq!((me.jobs, me.polls), (2, 3)); // two jobs, one of which yielded once
+/// assert_eq!((me.steals_taken, me.steals_lost), (0, 0));
+/// assert!(me.wake_lag.is_some());
+/// assert!(me.busy + me.idle <= stats.elapsed);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerStats {
+    /// Polls of jobs this worker ran (a job that suspended and was woken counts once per
+    /// poll; the root future's polls on worker 0 are not counted).
+    pub polls: u64,
+    /// Jobs that finished on this worker (their last poll ran here, panics included). Over all
+    /// workers this is [`FrameStats::jobs`].
+    pub jobs: u64,
+    /// Jobs this worker took from other workers' queues. Over all workers this is
+    /// [`FrameStats::steals`].
+    pub steals_taken: u64,
+    /// Jobs other workers took from this worker's queue. Over all workers this equals the sum
+    /// of `steals_taken`.
+    pub steals_lost: u64,
+    /// Times this worker put its thread to sleep for lack of work and was woken again, counted
+    /// when it wakes: a worker asleep when the frame began counts the wake that brought it
+    /// into this frame.
+    pub parks: u64,
+    /// Time from the worker's first job of the frame to the frame's end, less `idle`: running
+    /// jobs (on worker 0 also the root future, and the frame's end: dropping what nobody took,
+    /// resetting arenas) and looking for the next one. Zero for a worker that ran no job.
+    pub busy: Duration,
+    /// Time in the frame without work: after the worker's first job, the gaps in which it
+    /// looked for work, spun or slept, and the time since it last ran out of work; the whole
+    /// frame for a worker that ran no job.
+    pub idle: Duration,
+    /// Time from the frame's start (the call to `run_frame`) to the worker's first job of the
+    /// frame: how long waking it and handing it work took. `None` if it ran no job. On worker
+    /// 0 this is the time to the root future's first poll.
+    pub wake_lag: Option<Duration>,
+}
+
+impl fmt::Display for FrameStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kib = |bytes: usize| bytes as f64 / 1024.0;
+        write!(
+            f,
+            "frame {}: {} jobs ({} local, {} foreign), {} steals, {} panics, {:.1} µs; arena \
+             {:.1} KiB in {} blocks ({} borrowed), {:.1} KiB kept",
+            self.index,
+            self.jobs,
+            self.local_jobs,
+            self.foreign_jobs,
+            self.steals,
+            self.panics,
+            micros(self.elapsed),
+            kib(self.arena_bytes),
+            self.arena_blocks,
+            self.arena_blocks_borrowed,
+            kib(self.arena_capacity),
+        )?;
+        if self.arena_large != 0 {
+            write!(f, ", {} large", self.arena_large)?;
+        }
+        if self.arena_trimmed != 0 {
+            write!(f, ", {:.1} KiB trimmed", kib(self.arena_trimmed))?;
+        }
+        writeln!(f)?;
+        write!(
+            f,
+            "{:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9}",
+            "worker", "polls", "jobs", "taken", "lost", "parks", "busy µs", "idle µs", "wake µs"
+        )?;
+        for (i, w) in self.workers.iter().enumerate() {
+            write!(
+                f,
+                "\n{:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9.1} {:>9.1} ",
+                i,
+                w.polls,
+                w.jobs,
+                w.steals_taken,
+                w.steals_lost,
+                w.parks,
+                micros(w.busy),
+                micros(w.idle),
+            )?;
+            match w.wake_lag {
+                Some(lag) => write!(f, "{:>9.1}", micros(lag))?,
+                None => write!(f, "{:>9}", "-")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The running counts of one worker, as read at a frame's start.
+#[derive(Debug, Clone, Copy, Default)]
+struct Before {
+    polls: u64,
+    completed: u64,
+    steals: u64,
+    parks: u64,
+}
+
+/// The driver's side of the per-worker figures: the workers' running counts at the frame's
+/// start, and the steal matrix as of the last frame's end. Allocated once, with the scheduler.
+#[derive(Debug)]
+pub(crate) struct Collector {
+    before: Box<[Before]>,
+    /// Row `t`, column `v`: worker `t`'s `stolen_from[v]` at the end of the last frame in
+    /// which `t` stole (nobody steals between frames: no job exists then).
+    stolen: Box<[u64]>,
+}
+
+impl Collector {
+    pub(crate) fn new(workers: usize) -> Collector {
+        Collector {
+            before: vec![Before::default(); workers].into_boxed_slice(),
+            stolen: vec![0; workers * workers].into_boxed_slice(),
+        }
+    }
+
+    /// The stats before any frame: a row of zeros per worker.
+    pub(crate) fn empty_stats(&self) -> FrameStats {
+        FrameStats {
+            workers: vec![WorkerStats::default(); self.before.len()].into_boxed_slice(),
+            ..FrameStats::default()
+        }
+    }
+
+    /// Frame `index` starts: notes the running counts and tells the workers the frame's
+    /// number. Called on the driving thread before any job of the frame exists.
+    pub(crate) fn begin(&mut self, shared: &Shared, index: u64) {
+        for (b, w) in self.before.iter_mut().zip(shared.workers.iter()) {
+            *b = Before {
+                polls: w.counts.polls.load(Ordering::Acquire),
+                completed: w.counts.completed.load(Ordering::Acquire),
+                steals: w.counts.steals.load(Ordering::Acquire),
+                parks: w.counts.parks.load(Ordering::Acquire),
+            };
+        }
+        shared.clock.frame_begin(index);
+    }
+
+    /// Frame `index`, begun at `start`, is over: writes each worker's row into `rows` and
+    /// returns the moment the figures were taken (the frame's end).
+    ///
+    /// Call it after every job of the frame has completed, as `drive` and `end_frame` saw.
+    /// Ordering: each worker wrote its counts (`polls`, `completed`, `steals`, `stolen_from`)
+    /// and the activity of `WorkerClock` with release stores before completing the job they
+    /// concern (or, for a poll, the job polled); the driver acquired every worker's final
+    /// `completed` count in the frame-end check, so those stores happen before these acquire
+    /// loads, and no store of this frame is missed. What a worker writes after its last job
+    /// (its mark when it runs out of work, a park) may or may not be seen; see `activity.rs`.
+    pub(crate) fn end(
+        &mut self,
+        shared: &Shared,
+        index: u64,
+        start: Instant,
+        rows: &mut [WorkerStats],
+    ) -> Instant {
+        let n = shared.workers.len();
+        for row in rows.iter_mut() {
+            row.steals_lost = 0;
+        }
+        for (t, (b, w)) in self.before.iter().zip(shared.workers.iter()).enumerate() {
+            let taken = w.counts.steals.load(Ordering::Acquire) - b.steals;
+            rows[t].steals_taken = taken;
+            if taken == 0 {
+                // Its row of the steal matrix has not moved since it last stole.
+                continue;
+            }
+            let seen = &mut self.stolen[t * n..(t + 1) * n];
+            for (v, (seen, now)) in seen.iter_mut().zip(w.counts.stolen_from.iter()).enumerate() {
+                let now = now.load(Ordering::Acquire);
+                rows[v].steals_lost += now - *seen;
+                *seen = now;
+            }
+        }
+        for ((row, b), w) in rows
+            .iter_mut()
+            .zip(self.before.iter())
+            .zip(shared.workers.iter())
+        {
+            row.polls = w.counts.polls.load(Ordering::Acquire) - b.polls;
+            row.jobs = w.counts.completed.load(Ordering::Acquire) - b.completed;
+            row.parks = w.counts.parks.load(Ordering::Acquire) - b.parks;
+        }
+        // The end is taken before the workers' marks are read: a worker whose mark says it ran
+        // out of work after the end was busy at the end, and `span` counts it so.
+        let end = Instant::now();
+        let (start_ns, end_ns) = (shared.clock.ns(start), shared.clock.ns(end));
+        for (row, w) in rows.iter_mut().zip(shared.workers.iter()) {
+            let span = w.counts.clock.span(index, start_ns, end_ns);
+            row.wake_lag = span.wake_lag.map(Duration::from_nanos);
+            row.busy = Duration::from_nanos(span.busy);
+            row.idle = Duration::from_nanos(span.idle);
+        }
+        end
+    }
 }

@@ -23,6 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crossbeam_utils::CachePadded;
 
+use crate::activity::{Activity, Clock, WorkerClock};
 use crate::arena::{Arena, Pool};
 use crate::context::enter;
 use crate::counter::CounterInner;
@@ -57,6 +58,9 @@ pub(crate) struct Shared {
     /// on lines of its own so that the flag every poll and wake reads shares no line with
     /// state that is written during a frame.
     pub(crate) tracer: CachePadded<crate::trace::Tracer>,
+    /// The frame number and clock workers read when they find work (`activity.rs`); written
+    /// once per frame, on lines of its own.
+    pub(crate) clock: CachePadded<Clock>,
     /// Per priority level (`Priority::index`): the shared FIFO any worker takes from (jobs
     /// spawned or woken by threads that are not workers, jobs that yield, deque overflow).
     pub(crate) injectors: [Mutex<JobList>; 3],
@@ -120,6 +124,12 @@ pub(crate) struct Counts {
     pub(crate) local: AtomicU64,
     /// Polls this worker has started: a sign of progress for patient thieves.
     pub(crate) polls: AtomicU64,
+    /// Times this worker parked and was woken (`FrameStats` per worker).
+    pub(crate) parks: AtomicU64,
+    /// Per victim: the jobs this worker stole from it (`steals`, split by victim).
+    pub(crate) stolen_from: Box<[AtomicU64]>,
+    /// When this worker had work in its last frame (`activity.rs`).
+    pub(crate) clock: WorkerClock,
 }
 
 impl Counts {
@@ -212,7 +222,10 @@ impl Worker {
         let arena = Arena::new(first);
         Ok(Worker {
             queues,
-            counts: CachePadded::new(Counts::default()),
+            counts: CachePadded::new(Counts {
+                stolen_from: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+                ..Counts::default()
+            }),
             frame_state: UnsafeCell::new(FrameState {
                 arena,
                 cells: CellPool::new(),
@@ -244,6 +257,7 @@ impl Shared {
             workers,
             pool,
             tracer: CachePadded::new(tracer),
+            clock: CachePadded::new(Clock::new()),
             injectors: core::array::from_fn(|_| Mutex::new(JobList::new())),
             injected: core::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             driver_queues: core::array::from_fn(|_| Mutex::new(JobList::new())),
@@ -584,6 +598,8 @@ impl Shared {
             }
             // SAFETY: (1): our own counter.
             unsafe { Counts::add(&me.counts.steals, got as u64) };
+            // SAFETY: (1): our own counter.
+            unsafe { Counts::add(&me.counts.stolen_from[v], got as u64) };
             if self.tracer.is_on() {
                 // SAFETY: (1): we are worker `index`.
                 unsafe { self.tracer.steal(index, v, got) };
@@ -671,9 +687,13 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
     let guard = AbortOnUnwind("a worker thread's loop");
     let mut round = 0;
     let mut busy = false;
+    let counts = &shared.workers[index].counts;
+    let mut activity = Activity::new();
     loop {
         // SAFETY: this thread is worker `index` for its whole life.
         if let Some(job) = unsafe { shared.find_work(index) } {
+            // SAFETY: the activity and clock of worker `index`, which this thread is.
+            unsafe { activity.working(&shared.clock, &counts.clock) };
             // SAFETY: we are worker `index` and found the job in a queue.
             unsafe { run_job(shared, index, job) };
             round = 0;
@@ -684,6 +704,9 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             // Publish batched completions, then: we may have finished the frame's last job, so
             // let the driver look.
             busy = false;
+            // Before the flush: a frame ending with this flush sees the worker out of work.
+            // SAFETY: as for `working` above.
+            unsafe { activity.out_of_work(&shared.clock, &counts.clock) };
             // SAFETY: we are worker `index`.
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
@@ -714,11 +737,15 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { shared.tracer.park(index) };
         }
         let has_work = || shared.shutdown.load(Ordering::SeqCst) || shared.has_work(index);
-        match between {
+        let parked = match between {
             BetweenFrames::ParkUntil(deadline) => {
                 shared.sleep.sleep_until(index, deadline, has_work)
             }
             _ => shared.sleep.sleep(index, has_work),
+        };
+        if parked {
+            // SAFETY: our own counter.
+            unsafe { Counts::bump(&counts.parks) };
         }
         if shared.tracer.is_on() {
             // SAFETY: as above.

@@ -1,23 +1,27 @@
 //! `FrameStats`: what `last_frame_stats` reports after each frame.
 
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use frame_scheduler::{FrameStats, Scheduler, yield_now};
+use frame_scheduler::{Frame, FrameStats, Scheduler, WorkerStats, yield_now};
 
 mod common;
 
-use common::{for_each_worker_count, scheduler};
+use common::{Rng, for_each_worker_count, scheduler};
 
 #[test]
-fn stats_are_default_before_the_first_frame() {
+fn stats_are_zero_before_the_first_frame() {
     let scheduler = scheduler(2);
-    assert_eq!(*scheduler.last_frame_stats(), FrameStats::default());
-    assert_eq!(scheduler.last_frame_stats().index, 0);
-    assert_eq!(scheduler.last_frame_stats().jobs, 0);
+    let stats = scheduler.last_frame_stats();
+    // All zero, with a row of zeros per worker (allocated at build, so that frames never do).
+    assert_eq!(stats.index, 0);
+    assert_eq!(stats.jobs, 0);
+    assert_eq!(stats.workers(), &[WorkerStats::default(); 2]);
+    assert_eq!(FrameStats::default().workers().len(), 0);
 }
 
 #[test]
@@ -226,4 +230,307 @@ fn stats_are_a_snapshot_that_can_be_cloned() {
     assert_eq!(second.jobs, 0);
     assert_ne!(first, second);
     assert_eq!((first.index, second.index), (0, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-worker rows
+
+/// `fut`, counting each of its polls in `polls`.
+async fn counting_polls<F: Future>(polls: &AtomicU64, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        polls.fetch_add(1, SeqCst);
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The per-worker figures that must add up to the frame's, and the times that must add up to
+/// the frame's length: for a worker that ran a job, wake lag + busy + idle is exactly the
+/// frame's elapsed time (all three are cut from the same two clock readings); for one that
+/// ran none, idle is.
+fn check_rows_add_up(stats: &FrameStats, what: &str) {
+    let rows = stats.workers();
+    let sum = |f: fn(&WorkerStats) -> u64| rows.iter().map(f).sum::<u64>();
+    assert_eq!(
+        sum(|w| w.jobs),
+        stats.jobs,
+        "jobs over workers, {what}: {stats}"
+    );
+    assert_eq!(
+        sum(|w| w.steals_taken),
+        stats.steals,
+        "steals taken, {what}: {stats}"
+    );
+    assert_eq!(
+        sum(|w| w.steals_lost),
+        stats.steals,
+        "steals lost, {what}: {stats}"
+    );
+    for (i, w) in rows.iter().enumerate() {
+        match w.wake_lag {
+            Some(lag) => assert_eq!(
+                lag + w.busy + w.idle,
+                stats.elapsed,
+                "worker {i}, {what}: {stats}"
+            ),
+            None => {
+                assert_eq!((w.polls, w.jobs), (0, 0), "worker {i}, {what}: {stats}");
+                assert_eq!(w.busy, Duration::ZERO, "worker {i}, {what}: {stats}");
+                assert_eq!(w.idle, stats.elapsed, "worker {i}, {what}: {stats}");
+            }
+        }
+    }
+}
+
+#[test]
+fn one_worker_polls_each_job_once_plus_once_per_yield() {
+    let mut scheduler = scheduler(1);
+    for round in 0..3u64 {
+        scheduler.run_frame(async |frame| {
+            // 12 jobs; job i yields i % 4 times: 0+1+2+3 = 6 yields per four jobs, 18 in all.
+            let c = frame.counter();
+            for i in 0..12u64 {
+                frame.spawn_counted(c, async move {
+                    for _ in 0..i % 4 {
+                        yield_now().await;
+                    }
+                });
+            }
+            // Two local jobs, one of which yields once, and a nested job.
+            let local = frame.spawn_local(async {
+                yield_now().await;
+            });
+            drop(frame.spawn_local(async {}));
+            let nested = frame.spawn(async move { frame.spawn(async move { round }).await });
+            c.await;
+            local.await;
+            assert_eq!(nested.await, round);
+        });
+        let stats = scheduler.last_frame_stats();
+        let me = stats.workers()[0];
+        assert_eq!(stats.jobs, 12 + 2 + 2);
+        assert_eq!(me.jobs, 16, "{stats}");
+        // The nested job's parent is polled twice: it awaits its child's handle.
+        assert_eq!(me.polls, 16 + 18 + 1 + 1, "{stats}");
+        assert_eq!((me.steals_taken, me.steals_lost), (0, 0));
+        assert_eq!(
+            me.parks, 0,
+            "nothing to wait for: the driver never sleeps; {stats}"
+        );
+        assert!(me.wake_lag.is_some());
+        check_rows_add_up(stats, "one worker");
+    }
+}
+
+#[test]
+fn rows_add_up_to_the_frame_on_random_job_trees() {
+    for_each_worker_count(&[2, 3, 4], |workers, scheduler| {
+        let mut rng = Rng::new(workers as u64);
+        for f in 0..30 {
+            let polls = AtomicU64::new(0);
+            let shape: Vec<(u64, u64)> = (0..64).map(|_| (rng.below(4), rng.below(3))).collect();
+            scheduler.run_frame(async |frame| {
+                let c = frame.counter();
+                for &(children, yields) in &shape {
+                    let polls = &polls;
+                    frame.spawn_counted(
+                        c,
+                        counting_polls(polls, async move {
+                            let mut hs = Vec::new();
+                            for k in 0..children {
+                                hs.push(frame.spawn(counting_polls(polls, async move {
+                                    for _ in 0..yields {
+                                        yield_now().await;
+                                    }
+                                    k
+                                })));
+                            }
+                            let mut sum = 0;
+                            for h in hs {
+                                sum += h.await;
+                            }
+                            assert_eq!(sum, children * children.saturating_sub(1) / 2);
+                        }),
+                    );
+                }
+                c.await;
+            });
+            let stats = scheduler.last_frame_stats();
+            let what = format!("workers {workers}, frame {f}");
+            assert_eq!(
+                stats.workers().iter().map(|w| w.polls).sum::<u64>(),
+                polls.load(SeqCst),
+                "polls over workers, {what}: {stats}"
+            );
+            check_rows_add_up(stats, &what);
+        }
+    });
+}
+
+/// The root spawns one job onto the driving thread's deque, then keeps the driving thread busy
+/// until the job has started: only worker 1 can run it, by stealing it.
+fn frame_where_worker_1_steals_the_job<'frame>(
+    frame: &'frame Frame<'frame, '_>,
+    started: &'frame AtomicBool,
+    job: impl Future<Output = ()> + Send + 'frame,
+) -> frame_scheduler::JobHandle<'frame, ()> {
+    let handle = frame.spawn(async move {
+        started.store(true, SeqCst);
+        job.await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.load(SeqCst) {
+        assert!(Instant::now() < deadline, "worker 1 never took the job");
+        std::hint::spin_loop();
+    }
+    handle
+}
+
+#[test]
+fn the_thief_takes_and_the_victim_loses_a_stolen_job() {
+    let mut scheduler = scheduler(2);
+    for _ in 0..3 {
+        let started = AtomicBool::new(false);
+        scheduler.run_frame(async |frame| {
+            frame_where_worker_1_steals_the_job(frame, &started, async {}).await;
+        });
+        let stats = scheduler.last_frame_stats();
+        let [driver, thief] = stats.workers() else {
+            panic!("two rows: {stats}")
+        };
+        assert_eq!(stats.steals, 1, "{stats}");
+        assert_eq!(
+            (thief.jobs, thief.polls, thief.steals_taken),
+            (1, 1, 1),
+            "{stats}"
+        );
+        assert_eq!(thief.steals_lost, 0, "{stats}");
+        assert_eq!(
+            (driver.jobs, driver.polls, driver.steals_taken),
+            (0, 0, 0),
+            "{stats}"
+        );
+        assert_eq!(driver.steals_lost, 1, "{stats}");
+        // The driver's first work is the root's first poll; the thief's, the stolen job.
+        assert!(
+            driver.wake_lag.is_some() && thief.wake_lag.is_some(),
+            "{stats}"
+        );
+        check_rows_add_up(stats, "one stolen job");
+    }
+}
+
+#[test]
+fn a_job_that_sleeps_is_busy_time_of_the_worker_that_runs_it() {
+    // Not a speed check: the job sleeps 20 ms inside worker 1's busy stretch, so that stretch
+    // lasts at least that long, however slow the machine.
+    let mut scheduler = scheduler(2);
+    let started = AtomicBool::new(false);
+    scheduler.run_frame(async |frame| {
+        frame_where_worker_1_steals_the_job(frame, &started, async {
+            thread::sleep(Duration::from_millis(20));
+        })
+        .await;
+    });
+    let stats = scheduler.last_frame_stats();
+    let thief = stats.workers()[1];
+    assert!(thief.busy >= Duration::from_millis(20), "{stats}");
+    // The driver had the root's handle to wait for, out of work, while the job slept.
+    assert!(stats.workers()[0].idle > Duration::ZERO, "{stats}");
+    check_rows_add_up(stats, "a sleeping job");
+}
+
+#[test]
+fn workers_that_run_nothing_are_idle_the_whole_frame() {
+    let mut scheduler = scheduler(3);
+    for _ in 0..3 {
+        scheduler.run_frame(async |_| {});
+        let stats = scheduler.last_frame_stats();
+        for w in &stats.workers()[1..] {
+            assert_eq!(w.wake_lag, None, "{stats}");
+            assert_eq!(w.idle, stats.elapsed, "{stats}");
+        }
+        // The driver polled the root: it worked.
+        assert!(stats.workers()[0].wake_lag.is_some(), "{stats}");
+        check_rows_add_up(stats, "an empty frame");
+    }
+}
+
+#[test]
+fn a_driver_that_sleeps_until_a_foreign_wake_counts_one_park() {
+    // One worker: the driving thread parks once it has looked for work for a while, until a
+    // thread outside the scheduler completes what the root awaits. If that thread is late to
+    // start, the driver may not have parked yet when the wake comes (then it counts none):
+    // wait 200 ms, and try a few frames.
+    let mut scheduler = scheduler(1);
+    let mut parked_frames = 0;
+    for _ in 0..5 {
+        scheduler.run_frame(async |_| {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            let waker = thread::spawn(move || {
+                thread::sleep(Duration::from_millis(200));
+                tx.send(7).unwrap();
+            });
+            assert_eq!(rx.await, Ok(7));
+            waker.join().unwrap();
+        });
+        let stats = scheduler.last_frame_stats();
+        let parks = stats.workers()[0].parks;
+        assert!(parks <= 1, "one wake, at most one park: {stats}");
+        if parks == 1 {
+            parked_frames += 1;
+            // Parked, it was out of work: idle.
+            assert!(stats.workers()[0].idle > Duration::ZERO, "{stats}");
+        }
+        check_rows_add_up(stats, "a foreign wake");
+    }
+    assert!(parked_frames > 0, "the driver never counted its park");
+}
+
+#[test]
+fn display_prints_the_totals_then_one_row_per_worker() {
+    let mut scheduler = scheduler(3);
+    scheduler.run_frame(async |frame| {
+        let c = frame.counter();
+        for _ in 0..5 {
+            frame.spawn_counted(c, async {});
+        }
+        c.await;
+    });
+    let stats = scheduler.last_frame_stats();
+    let text = stats.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 + 3, "{text}");
+    assert!(
+        lines[0].starts_with("frame 0: 5 jobs (0 local, 0 foreign)"),
+        "{text}"
+    );
+    let header: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "worker", "polls", "jobs", "taken", "lost", "parks", "busy", "µs", "idle", "µs",
+            "wake", "µs"
+        ]
+    );
+    for (i, (line, w)) in lines[2..].iter().zip(stats.workers()).enumerate() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells.len(), 9, "{line}");
+        let counts = [
+            i as u64,
+            w.polls,
+            w.jobs,
+            w.steals_taken,
+            w.steals_lost,
+            w.parks,
+        ];
+        for (cell, n) in cells.iter().zip(counts) {
+            assert_eq!(cell.parse::<u64>(), Ok(n), "worker {i}: {line}");
+        }
+        match w.wake_lag {
+            None => assert_eq!(cells[8], "-", "{line}"),
+            Some(lag) => assert_eq!(cells[8], format!("{:.1}", lag.as_secs_f64() * 1e6)),
+        }
+    }
 }

@@ -1,0 +1,207 @@
+//! What each worker does with its time in a frame: when it started its first job (the wake
+//! lag), and when it switched between having work and having none. The figures behind the
+//! per-worker rows of `FrameStats`.
+//!
+//! # Cost
+//! Nothing is timed per poll. A worker reads the clock only when it switches: when it finds
+//! work after finding none (or its first job of a frame), and when it runs out of work, the
+//! moments its loop already pays for a flush and a wake of the driver. Per job it does two
+//! compares of values it already holds, and one relaxed load of the frame number, a line the
+//! driver writes once per frame.
+//!
+//! # Who writes what
+//! [`Clock`] is written by the driving thread at frame start, before any job of the frame
+//! exists. A [`WorkerClock`] is written only by its worker (plain load and release store, no
+//! read-modify-write), from the [`Activity`] that worker keeps on its stack, and read by the
+//! driving thread at frame end.
+//!
+//! # What the driver can see at frame end
+//! Everything a worker writes in [`Activity::working`] is written before the worker polls a
+//! job of the frame, and every job completes before the frame ends: the completion is counted
+//! with a release store that the driver's frame-end check reads with acquire (`worker.rs`,
+//! "Knowing when a frame is over"), and a job polled here but finished elsewhere passes through
+//! its state word's acquire/release transitions first. So the frame number, first-job time and
+//! idle gaps of a worker that worked in the frame are all visible, exactly. Only the mark a
+//! worker stores when it runs out of work *after* its last job is not ordered before the frame
+//! end: the driver reads it with acquire and sees it or the busy mark before it. In the second
+//! case the worker still counts as busy until the frame's end, which is what the driver could
+//! observe: it had not yet reported that it found no more work.
+
+use std::time::Instant;
+
+use crate::sync::{AtomicU64, Ordering, load_own};
+
+/// The scheduler's clock for worker activity: nanoseconds since it was built, and the number
+/// of the running frame.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    epoch: Instant,
+    /// 1 + the index of the frame running or last run (0 before the first).
+    frame: AtomicU64,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+            frame: AtomicU64::new(0),
+        }
+    }
+
+    /// Nanoseconds from the clock's start to `at` (0 for an earlier instant).
+    pub(crate) fn ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    fn now(&self) -> u64 {
+        self.ns(Instant::now())
+    }
+
+    /// The driving thread starts frame `index`. Called before any job of it exists, so every
+    /// worker that takes one of its jobs reads the new number (the job's spawn and queueing
+    /// happen after this store, and the worker took the job from a queue with acquire).
+    pub(crate) fn frame_begin(&self, index: u64) {
+        self.frame.store(index + 1, Ordering::Release);
+    }
+}
+
+/// One worker's activity in the last frame it worked in, as its worker publishes it.
+#[derive(Debug)]
+pub(crate) struct WorkerClock {
+    /// 1 + the index of the last frame in which the worker started a job.
+    frame: AtomicU64,
+    /// When it started its first job of that frame (clock nanoseconds).
+    first: AtomicU64,
+    /// Nanoseconds without work between its jobs of that frame, over the gaps closed so far
+    /// (a gap closes when the worker finds work again).
+    idle: AtomicU64,
+    /// `t << 1 | 1` when the worker has been busy since clock time `t`, `t << 1` when it has
+    /// been out of work since `t`.
+    mark: AtomicU64,
+}
+
+impl Default for WorkerClock {
+    fn default() -> Self {
+        WorkerClock {
+            frame: AtomicU64::new(0),
+            first: AtomicU64::new(0),
+            idle: AtomicU64::new(0),
+            mark: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What the driver reads of a worker at the end of frame `index`, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// From the frame's start to the worker's first job; `None` if it started none.
+    pub(crate) wake_lag: Option<u64>,
+    pub(crate) busy: u64,
+    pub(crate) idle: u64,
+}
+
+impl WorkerClock {
+    /// The worker's time in frame `index`, which started at clock time `start` and is
+    /// measured up to `end`. Call at frame end, on the driving thread, after every job of the
+    /// frame has completed (see the module docs for what that makes visible).
+    ///
+    /// A worker that started no job was idle for the whole span. One that did was waiting
+    /// for it until its first job, then busy except for the gaps between its jobs and the time
+    /// since it last ran out of work, if it has.
+    pub(crate) fn span(&self, index: u64, start: u64, end: u64) -> Span {
+        let end = end.max(start);
+        let whole = end - start;
+        if self.frame.load(Ordering::Acquire) != index + 1 {
+            return Span {
+                wake_lag: None,
+                busy: 0,
+                idle: whole,
+            };
+        }
+        let first = self.first.load(Ordering::Acquire).clamp(start, end);
+        let mark = self.mark.load(Ordering::Acquire);
+        // Out of work since a time after `end` (the mark was read after the end was taken):
+        // busy at the end, no trailing idle.
+        let trailing = if mark & 1 == 0 {
+            end.saturating_sub((mark >> 1).max(first))
+        } else {
+            0
+        };
+        let worked = end - first;
+        let idle = (self.idle.load(Ordering::Acquire) + trailing).min(worked);
+        Span {
+            wake_lag: Some(first - start),
+            busy: worked - idle,
+            idle,
+        }
+    }
+}
+
+/// What a worker's loop keeps on its stack to publish its [`WorkerClock`]: whether it is busy,
+/// the frame of its last job, and since when it has been out of work.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    busy: bool,
+    frame: u64,
+    idle_since: u64,
+}
+
+impl Activity {
+    /// A worker that has not worked yet.
+    pub(crate) fn new() -> Activity {
+        Activity {
+            busy: false,
+            frame: 0,
+            idle_since: 0,
+        }
+    }
+
+    /// The worker is about to run a job (for the driving thread: a job or the root future).
+    /// Free unless this is its first job of the frame or it had been out of work.
+    ///
+    /// # Safety
+    /// 1. `clock` is the worker's own, and only this `Activity`, on the worker's own thread,
+    ///    calls `working` and `out_of_work` with it.
+    #[inline]
+    pub(crate) unsafe fn working(&mut self, frames: &Clock, clock: &WorkerClock) {
+        let frame = frames.frame.load(Ordering::Relaxed);
+        if self.busy && frame == self.frame {
+            return;
+        }
+        // SAFETY: (1), passed on.
+        unsafe { self.start_working(frames, clock, frame) };
+    }
+
+    /// # Safety
+    /// 1. As for [`Activity::working`].
+    #[inline(never)]
+    unsafe fn start_working(&mut self, frames: &Clock, clock: &WorkerClock, frame: u64) {
+        let now = frames.now();
+        if frame != self.frame {
+            // The first job of this frame: whatever came before is the wake lag.
+            self.frame = frame;
+            clock.first.store(now, Ordering::Release);
+            clock.idle.store(0, Ordering::Release);
+            clock.frame.store(frame, Ordering::Release);
+        } else {
+            // SAFETY: (1): only we write it.
+            let idle = unsafe { load_own(&clock.idle) } + now.saturating_sub(self.idle_since);
+            clock.idle.store(idle, Ordering::Release);
+        }
+        clock.mark.store(now << 1 | 1, Ordering::Release);
+        self.busy = true;
+    }
+
+    /// The worker looked for work and found none. Free if it was already out of work.
+    ///
+    /// # Safety
+    /// 1. As for [`Activity::working`].
+    #[inline]
+    pub(crate) unsafe fn out_of_work(&mut self, frames: &Clock, clock: &WorkerClock) {
+        if self.busy {
+            self.busy = false;
+            self.idle_since = frames.now();
+            clock.mark.store(self.idle_since << 1, Ordering::Release);
+        }
+    }
+}
