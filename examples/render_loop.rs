@@ -4,12 +4,19 @@
 //! stage, all borrowing the game state.
 //! Prints what each frame costs, and compares it with the same work done without a scheduler.
 //!
-//! `cargo run --release --example render_loop [-- --frames N --workers N]`
+//! `cargo run --release --example render_loop [-- --frames N --workers N --stats-every N]`
 //!
 //! What it prints:
 //! - every 50th frame: the jobs it spawned, the arena bytes they used, how many jobs a worker
 //!   took from another worker's queue (steals), the frame's wall time (`run_frame`, from call
 //!   to return) and the objects that survived culling (what a renderer would draw);
+//! - every `--stats-every` frames (default 100; 0: never), and after the last, the frame's
+//!   `FrameStats` as a table: a line of totals, then a row per worker (0 is the driving thread).
+//!   `polls`: polls of jobs it ran; `jobs`: jobs that finished on it; `taken` / `lost`: jobs it
+//!   stole from others / others stole from it; `parks`: times it slept for lack of work and was
+//!   woken; `busy µs`: from its first job to the frame's end, less `idle µs`: the time it had no
+//!   work after its first job; `wake µs`: from the frame's start to its first job (`-`: it ran
+//!   none). A late first job or a long idle time is a worker the frame did not use;
 //! - the median, p99 and worst frame time, next to the **serial time**: the same frames run on
 //!   a copy of the game, as plain function calls on the driving thread with no scheduler at
 //!   all, each right after its scheduled twin so that both see the same machine load. serial /
@@ -307,6 +314,7 @@ fn eye_at(frame: usize) -> [f32; 3] {
 
 fn main() {
     let frames = arg("--frames", 300);
+    let stats_every = arg("--stats-every", 100);
     if frames == 0 {
         eprintln!("--frames must be at least 1");
         std::process::exit(2);
@@ -328,6 +336,13 @@ fn main() {
         "every 50th frame: jobs spawned, arena bytes they used, jobs stolen from another \
          worker's queue, run_frame's wall time, objects left after culling"
     );
+    if stats_every > 0 {
+        println!(
+            "every {stats_every}th frame and the last: per worker, polls, jobs finished, jobs \
+             stolen (taken) and lost to thieves, parks, busy and idle time, and the wait from \
+             the frame's start to its first job (wake); see the file's docs"
+        );
+    }
 
     // The same frames without the scheduler, on a copy of the game, one after each scheduled
     // frame, so that both see the same load from the rest of the machine.
@@ -445,6 +460,9 @@ fn main() {
                 stats.steals,
                 ms(elapsed)
             );
+        }
+        if stats_every > 0 && (f % stats_every == 0 || f + 1 == frames) {
+            println!("{stats}");
         }
 
         let start = Instant::now();
