@@ -49,8 +49,10 @@ impl Clock {
     }
 
     /// Nanoseconds from the clock's start to `at` (0 for an earlier instant).
+    #[inline]
     pub(crate) fn ns(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_nanos() as u64
+        let d = at.saturating_duration_since(self.epoch);
+        d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())
     }
 
     fn now(&self) -> u64 {
@@ -137,12 +139,16 @@ impl WorkerClock {
     }
 }
 
-/// What a worker's loop keeps on its stack to publish its [`WorkerClock`]: whether it is busy,
-/// the frame of its last job, and since when it has been out of work.
+/// What a worker's loop keeps on its stack to publish its [`WorkerClock`]: the frame it is
+/// busy in, the frame of its last job, and since when it has been out of work.
 #[derive(Debug)]
 pub(crate) struct Activity {
-    busy: bool,
+    /// The frame number (`Clock::frame`, at least 1 while a frame runs) while the worker is
+    /// busy, 0 while it is out of work: [`Activity::working`]'s one compare.
+    busy_in: u64,
+    /// The frame number of its last job.
     frame: u64,
+    /// Clock time at which it last ran out of work.
     idle_since: u64,
 }
 
@@ -150,14 +156,33 @@ impl Activity {
     /// A worker that has not worked yet.
     pub(crate) fn new() -> Activity {
         Activity {
-            busy: false,
+            busy_in: 0,
             frame: 0,
             idle_since: 0,
         }
     }
 
+    /// The driving thread, busy from the start of the frame (clock time `start`, read by
+    /// `run_frame` anyway, so no clock read here): it makes and polls the root future.
+    ///
+    /// # Safety
+    /// 1. As for [`Activity::working`]; called after [`Clock::frame_begin`].
+    pub(crate) unsafe fn driver(frames: &Clock, clock: &WorkerClock, start: u64) -> Activity {
+        let frame = frames.frame.load(Ordering::Relaxed);
+        clock.first.store(start, Ordering::Release);
+        clock.idle.store(0, Ordering::Release);
+        clock.frame.store(frame, Ordering::Release);
+        clock.mark.store(start << 1 | 1, Ordering::Release);
+        Activity {
+            busy_in: frame,
+            frame,
+            idle_since: 0,
+        }
+    }
+
     /// The worker is about to run a job (for the driving thread: a job or the root future).
-    /// Free unless this is its first job of the frame or it had been out of work.
+    /// Per job a load of the frame number and one compare, unless this is its first job of
+    /// the frame or it had been out of work.
     ///
     /// # Safety
     /// 1. `clock` is the worker's own, and only this `Activity`, on the worker's own thread,
@@ -165,7 +190,7 @@ impl Activity {
     #[inline]
     pub(crate) unsafe fn working(&mut self, frames: &Clock, clock: &WorkerClock) {
         let frame = frames.frame.load(Ordering::Relaxed);
-        if self.busy && frame == self.frame {
+        if frame == self.busy_in {
             return;
         }
         // SAFETY: (1), passed on.
@@ -178,7 +203,8 @@ impl Activity {
     unsafe fn start_working(&mut self, frames: &Clock, clock: &WorkerClock, frame: u64) {
         let now = frames.now();
         if frame != self.frame {
-            // The first job of this frame: whatever came before is the wake lag.
+            // The first job of this frame (the worker may still be busy from the last one):
+            // whatever came before is the wake lag.
             self.frame = frame;
             clock.first.store(now, Ordering::Release);
             clock.idle.store(0, Ordering::Release);
@@ -189,7 +215,7 @@ impl Activity {
             clock.idle.store(idle, Ordering::Release);
         }
         clock.mark.store(now << 1 | 1, Ordering::Release);
-        self.busy = true;
+        self.busy_in = frame;
     }
 
     /// The worker looked for work and found none. Free if it was already out of work.
@@ -198,8 +224,8 @@ impl Activity {
     /// 1. As for [`Activity::working`].
     #[inline]
     pub(crate) unsafe fn out_of_work(&mut self, frames: &Clock, clock: &WorkerClock) {
-        if self.busy {
-            self.busy = false;
+        if self.busy_in != 0 {
+            self.busy_in = 0;
             self.idle_since = frames.now();
             clock.mark.store(self.idle_since << 1, Ordering::Release);
         }

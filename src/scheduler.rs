@@ -719,7 +719,10 @@ impl Scheduler {
         shared
             .frame_active
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.collector.begin(shared, index);
+        // Workers read the frame's number when they find its jobs; its start is the zero of
+        // their activity figures.
+        shared.clock.frame_begin(index);
+        let start_ns = shared.clock.ns(start);
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
 
@@ -757,7 +760,7 @@ impl Scheduler {
             // Nothing in `drive` or `end_frame` unwinds (user code there is caught); if it did,
             // jobs could outlive the borrows they hold, so abort instead.
             let guard = AbortOnUnwind("run_frame's driving loop");
-            drive(shared, &mut root, &mut output);
+            drive(shared, start_ns, &mut root, &mut output);
             core::mem::forget(guard);
             output
         };
@@ -782,9 +785,9 @@ impl Scheduler {
             unsafe { shared.tracer.frame_end(index) };
         }
         let after = shared.totals();
-        let end = self
-            .collector
-            .end(shared, index, start, &mut self.stats.workers);
+        let elapsed = start.elapsed();
+        let rows = &mut self.stats.workers;
+        self.collector.end(shared, index, start_ns, elapsed, rows);
         self.stats = FrameStats {
             index,
             jobs: after.spawned - before.spawned,
@@ -798,7 +801,7 @@ impl Scheduler {
             arena_trimmed: arena.trimmed,
             steals: after.steals - before.steals,
             panics: shared.panics.load(Ordering::Relaxed),
-            elapsed: end - start,
+            elapsed,
             // Overwritten in place above: no allocation.
             workers: core::mem::take(&mut self.stats.workers),
         };
@@ -814,11 +817,18 @@ impl Scheduler {
 
 /// The driving loop: polls the root when it is woken, runs jobs, parks when there is nothing
 /// to do, and returns once the root future and every job have finished.
-fn drive<Fut: Future>(shared: &Shared, root: &mut Option<Fut>, output: &mut Option<Fut::Output>) {
+fn drive<Fut: Future>(
+    shared: &Shared,
+    start: u64,
+    root: &mut Option<Fut>,
+    output: &mut Option<Fut::Output>,
+) {
     let root_header = core::ptr::NonNull::from(&shared.root);
     let mut round = 0;
     let counts = &shared.workers[0].counts;
-    let mut activity = crate::activity::Activity::new();
+    // SAFETY: this thread is worker 0 for the frame, whose number `run_frame` has published.
+    let mut activity =
+        unsafe { crate::activity::Activity::driver(&shared.clock, &counts.clock, start) };
     loop {
         // The root future, when woken. It may look at a counter this thread still holds
         // finished jobs of: publish them first.

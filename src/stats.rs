@@ -4,7 +4,6 @@
 
 use core::fmt;
 use core::time::Duration;
-use std::time::Instant;
 
 use crate::sync::Ordering;
 use crate::worker::Shared;
@@ -107,7 +106,8 @@ impl FrameStats {
 /// let me = stats.workers()[0];
 /// assert_eq!((me.jobs, me.polls), (2, 3)); // two jobs, one of which yielded once
 /// assert_eq!((me.steals_taken, me.steals_lost), (0, 0));
-/// assert!(me.wake_lag.is_some());
+/// // The thread in `run_frame` works from the frame's start.
+/// assert_eq!(me.wake_lag, Some(std::time::Duration::ZERO));
 /// assert!(me.busy + me.idle <= stats.elapsed);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -130,16 +130,18 @@ pub struct WorkerStats {
     /// into this frame.
     pub parks: u64,
     /// Time from the worker's first job of the frame to the frame's end, less `idle`: running
-    /// jobs (on worker 0 also the root future, and the frame's end: dropping what nobody took,
-    /// resetting arenas) and looking for the next one. Zero for a worker that ran no job.
+    /// jobs and looking for the next one (on worker 0 also making and polling the root future,
+    /// and the frame's end: dropping what nobody took, resetting arenas). Zero for a worker
+    /// that ran no job.
     pub busy: Duration,
     /// Time in the frame without work: after the worker's first job, the gaps in which it
     /// looked for work, spun or slept, and the time since it last ran out of work; the whole
     /// frame for a worker that ran no job.
     pub idle: Duration,
     /// Time from the frame's start (the call to `run_frame`) to the worker's first job of the
-    /// frame: how long waking it and handing it work took. `None` if it ran no job. On worker
-    /// 0 this is the time to the root future's first poll.
+    /// frame: how long waking it and handing it work took. `None` if it ran no job. Zero on
+    /// worker 0, the thread in `run_frame`, which works from the start (it makes and polls the
+    /// root future).
     pub wake_lag: Option<Duration>,
 }
 
@@ -200,7 +202,7 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// The running counts of one worker, as read at a frame's start.
+/// The running counts of one worker, as read at the end of the last frame.
 #[derive(Debug, Clone, Copy, Default)]
 struct Before {
     polls: u64,
@@ -209,13 +211,18 @@ struct Before {
     parks: u64,
 }
 
-/// The driver's side of the per-worker figures: the workers' running counts at the frame's
-/// start, and the steal matrix as of the last frame's end. Allocated once, with the scheduler.
+/// The driver's side of the per-worker figures: the workers' running counts and the steal
+/// matrix as of the last frame's end. Allocated once, with the scheduler.
+///
+/// A frame's counts are the differences from the last frame's end. `polls`, `completed`,
+/// `steals` and `stolen_from` move only while a job of a frame exists, so nothing moves them
+/// between frames; `parks` may move then (a worker woken between frames, at shutdown or
+/// spuriously), and such a park counts in the next frame.
 #[derive(Debug)]
 pub(crate) struct Collector {
     before: Box<[Before]>,
-    /// Row `t`, column `v`: worker `t`'s `stolen_from[v]` at the end of the last frame in
-    /// which `t` stole (nobody steals between frames: no job exists then).
+    /// Row `t`, column `v`: worker `t`'s `stolen_from()[v]` at the end of the last frame in
+    /// which `t` stole.
     stolen: Box<[u64]>,
 }
 
@@ -235,74 +242,64 @@ impl Collector {
         }
     }
 
-    /// Frame `index` starts: notes the running counts and tells the workers the frame's
-    /// number. Called on the driving thread before any job of the frame exists.
-    pub(crate) fn begin(&mut self, shared: &Shared, index: u64) {
-        for (b, w) in self.before.iter_mut().zip(shared.workers.iter()) {
-            *b = Before {
-                polls: w.counts.polls.load(Ordering::Acquire),
-                completed: w.counts.completed.load(Ordering::Acquire),
-                steals: w.counts.steals.load(Ordering::Acquire),
-                parks: w.counts.parks.load(Ordering::Acquire),
-            };
-        }
-        shared.clock.frame_begin(index);
-    }
-
-    /// Frame `index`, begun at `start`, is over: writes each worker's row into `rows` and
-    /// returns the moment the figures were taken (the frame's end).
+    /// Frame `index` is over; it began at clock time `start` (`Clock::ns`) and its figures
+    /// are taken `elapsed` later. Writes each worker's row into `rows`.
     ///
     /// Call it after every job of the frame has completed, as `drive` and `end_frame` saw.
     /// Ordering: each worker wrote its counts (`polls`, `completed`, `steals`, `stolen_from`)
-    /// and the activity of `WorkerClock` with release stores before completing the job they
-    /// concern (or, for a poll, the job polled); the driver acquired every worker's final
-    /// `completed` count in the frame-end check, so those stores happen before these acquire
-    /// loads, and no store of this frame is missed. What a worker writes after its last job
-    /// (its mark when it runs out of work, a park) may or may not be seen; see `activity.rs`.
+    /// and its `WorkerClock` with release stores before completing the job they concern (or,
+    /// for a poll or a first job, the job polled); the driver acquired every worker's final
+    /// `completed` count in the frame-end check, so those stores happen before these loads,
+    /// and no store of this frame is missed. What a worker writes after its last job (its
+    /// mark when it runs out of work, a park) may or may not be seen; see `activity.rs`.
     pub(crate) fn end(
         &mut self,
         shared: &Shared,
         index: u64,
-        start: Instant,
+        start: u64,
+        elapsed: Duration,
         rows: &mut [WorkerStats],
-    ) -> Instant {
-        let n = shared.workers.len();
-        for row in rows.iter_mut() {
-            row.steals_lost = 0;
+    ) {
+        let end = start + elapsed.as_nanos() as u64;
+        let mut stolen = false;
+        let workers = shared.workers.iter();
+        for ((row, b), w) in rows.iter_mut().zip(self.before.iter_mut()).zip(workers) {
+            let c = &w.counts;
+            let now = Before {
+                polls: c.polls.load(Ordering::Acquire),
+                completed: c.completed.load(Ordering::Acquire),
+                steals: c.steals.load(Ordering::Acquire),
+                parks: c.parks.load(Ordering::Acquire),
+            };
+            // The worker's mark is read after `end` was taken: see `WorkerClock::span`.
+            let span = c.clock.span(index, start, end);
+            *row = WorkerStats {
+                polls: now.polls - b.polls,
+                jobs: now.completed - b.completed,
+                steals_taken: now.steals - b.steals,
+                steals_lost: 0,
+                parks: now.parks - b.parks,
+                busy: Duration::from_nanos(span.busy),
+                idle: Duration::from_nanos(span.idle),
+                wake_lag: span.wake_lag.map(Duration::from_nanos),
+            };
+            stolen |= row.steals_taken != 0;
+            *b = now;
         }
-        for (t, (b, w)) in self.before.iter().zip(shared.workers.iter()).enumerate() {
-            let taken = w.counts.steals.load(Ordering::Acquire) - b.steals;
-            rows[t].steals_taken = taken;
-            if taken == 0 {
-                // Its row of the steal matrix has not moved since it last stole.
-                continue;
+        if stolen {
+            // Only the rows of the steal matrix of workers that stole have moved.
+            let n = rows.len();
+            for (t, w) in shared.workers.iter().enumerate() {
+                if rows[t].steals_taken == 0 {
+                    continue;
+                }
+                let seen = &mut self.stolen[t * n..(t + 1) * n];
+                for (v, (seen, now)) in seen.iter_mut().zip(w.counts.stolen_from()).enumerate() {
+                    let now = now.load(Ordering::Acquire);
+                    rows[v].steals_lost += now - *seen;
+                    *seen = now;
+                }
             }
-            let seen = &mut self.stolen[t * n..(t + 1) * n];
-            for (v, (seen, now)) in seen.iter_mut().zip(w.counts.stolen_from.iter()).enumerate() {
-                let now = now.load(Ordering::Acquire);
-                rows[v].steals_lost += now - *seen;
-                *seen = now;
-            }
         }
-        for ((row, b), w) in rows
-            .iter_mut()
-            .zip(self.before.iter())
-            .zip(shared.workers.iter())
-        {
-            row.polls = w.counts.polls.load(Ordering::Acquire) - b.polls;
-            row.jobs = w.counts.completed.load(Ordering::Acquire) - b.completed;
-            row.parks = w.counts.parks.load(Ordering::Acquire) - b.parks;
-        }
-        // The end is taken before the workers' marks are read: a worker whose mark says it ran
-        // out of work after the end was busy at the end, and `span` counts it so.
-        let end = Instant::now();
-        let (start_ns, end_ns) = (shared.clock.ns(start), shared.clock.ns(end));
-        for (row, w) in rows.iter_mut().zip(shared.workers.iter()) {
-            let span = w.counts.clock.span(index, start_ns, end_ns);
-            row.wake_lag = span.wake_lag.map(Duration::from_nanos);
-            row.busy = Duration::from_nanos(span.busy);
-            row.idle = Duration::from_nanos(span.idle);
-        }
-        end
     }
 }

@@ -126,13 +126,23 @@ pub(crate) struct Counts {
     pub(crate) polls: AtomicU64,
     /// Times this worker parked and was woken (`FrameStats` per worker).
     pub(crate) parks: AtomicU64,
-    /// Per victim: the jobs this worker stole from it (`steals`, split by victim).
-    pub(crate) stolen_from: Box<[AtomicU64]>,
+    /// Per victim: the jobs this worker stole from it (`steals`, split by victim), between
+    /// [`STOLEN_PAD`] unused counters on each side, so that no other data shares their lines.
+    /// Read with [`Counts::stolen_from`].
+    stolen_from: Box<[AtomicU64]>,
     /// When this worker had work in its last frame (`activity.rs`).
     pub(crate) clock: WorkerClock,
 }
 
+/// Unused counters on each side of `Counts::stolen_from` (128 bytes: two cache lines).
+const STOLEN_PAD: usize = 16;
+
 impl Counts {
+    /// Per victim, the jobs this worker stole from it.
+    pub(crate) fn stolen_from(&self) -> &[AtomicU64] {
+        &self.stolen_from[STOLEN_PAD..self.stolen_from.len() - STOLEN_PAD]
+    }
+
     /// Adds 1 (see [`Counts::add`]).
     ///
     /// # Safety
@@ -223,7 +233,9 @@ impl Worker {
         Ok(Worker {
             queues,
             counts: CachePadded::new(Counts {
-                stolen_from: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+                stolen_from: (0..workers + 2 * STOLEN_PAD)
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
                 ..Counts::default()
             }),
             frame_state: UnsafeCell::new(FrameState {
@@ -599,7 +611,7 @@ impl Shared {
             // SAFETY: (1): our own counter.
             unsafe { Counts::add(&me.counts.steals, got as u64) };
             // SAFETY: (1): our own counter.
-            unsafe { Counts::add(&me.counts.stolen_from[v], got as u64) };
+            unsafe { Counts::add(&me.counts.stolen_from()[v], got as u64) };
             if self.tracer.is_on() {
                 // SAFETY: (1): we are worker `index`.
                 unsafe { self.tracer.steal(index, v, got) };
