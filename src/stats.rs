@@ -33,7 +33,7 @@ use crate::worker::Shared;
 /// ```text
 /// frame 41: 1210 jobs (0 local, 0 foreign), 37 steals, 0 panics, 845.3 µs; arena 96.0 KiB in 2 blocks (1 borrowed), 1024.0 KiB kept
 /// worker    polls     jobs    taken     lost  parks   busy µs   idle µs   wake µs
-///      0     1100     1090        0       37      0     801.2      44.1       0.2
+///      0     1100     1090        0       37      0     801.2      44.1       0.0
 ///      1      120      120       37        0      1     102.9     203.3     539.1
 /// ```
 /// - `polls`, `jobs`: [`WorkerStats::polls`], [`WorkerStats::jobs`];
