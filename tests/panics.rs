@@ -1,17 +1,22 @@
-//! Panics in jobs, in the root future and in output destructors: the frame drains, the first
+//! Panics in jobs, in the root future, in the frame closure, in output destructors and in the
+//! user's own wakers (passed to a job handle or a counter wait): the frame drains, the first
 //! payload comes out of `run_frame` unchanged, and the scheduler stays usable.
 
 use std::any::Any;
+use std::future::{Future, IntoFuture};
 use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering, Ordering::SeqCst};
+use std::task::{Context, RawWaker, RawWakerVTable, Waker};
+use std::time::Duration;
 
-use frame_scheduler::yield_now;
+use frame_scheduler::{Frame, Scheduler, yield_now};
 use futures::FutureExt;
 
 mod common;
 
-use common::{for_each_worker_count, message, scheduler};
+use common::{for_each_worker_count, message, payload_str, scheduler, within};
 
 /// Runs a frame that must panic, and returns the payload it resumed.
 fn run_panicking<R>(f: impl FnOnce() -> R) -> Box<dyn Any + Send> {
@@ -453,5 +458,172 @@ fn scheduler_survives_alternating_panicking_frames() {
             assert_eq!(stats.index, i);
             assert_eq!(stats.jobs, 16);
         }
+    });
+}
+
+static WAKE_PANICS: RawWakerVTable = RawWakerVTable::new(
+    |p| RawWaker::new(p, &WAKE_PANICS),
+    |_| panic!("user waker: wake panics"),
+    |_| panic!("user waker: wake_by_ref panics"),
+    |_| {},
+);
+
+static CLONE_PANICS: RawWakerVTable = RawWakerVTable::new(
+    |_| panic!("user waker: clone panics"),
+    |_| {},
+    |_| {},
+    |_| {},
+);
+
+fn waker(vtable: &'static RawWakerVTable) -> Waker {
+    // SAFETY: every function of these vtables ignores the data pointer.
+    unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), vtable)) }
+}
+
+/// Gives a plain closure the higher-ranked signature `run_frame` wants.
+fn frame_fn<'env, F, Fut>(f: F) -> F
+where
+    F: for<'frame> FnOnce(&'frame Frame<'frame, 'env>) -> Fut,
+{
+    f
+}
+
+/// The frame closure itself panics after spawning a job that borrows from the caller: the panic
+/// comes out of `run_frame` only after that job has finished, and the scheduler stays usable.
+#[test]
+fn closure_panicking_after_spawning_waits_for_its_jobs() {
+    within(20, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let mut data = [0u32; 4];
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let data = &mut data;
+            scheduler.run_frame(frame_fn(move |frame| {
+                frame.spawn(async move {
+                    std::thread::sleep(Duration::from_millis(150));
+                    data[0] = 7;
+                });
+                panic!("closure body panics after spawning");
+                #[allow(unreachable_code)]
+                async {}
+            }))
+        }));
+        let payload = result.expect_err("the closure's panic must come out of run_frame");
+        assert_eq!(payload_str(&*payload), "closure body panics after spawning");
+        // The job borrowing `data` finished before run_frame returned.
+        assert_eq!(data[0], 7);
+        // The scheduler is still usable.
+        assert_eq!(scheduler.run_frame(async |f| f.spawn(async { 5 }).await), 5);
+    });
+}
+
+/// A user waker that panics when woken, registered on a local job's handle: the driving thread
+/// completing the job calls it. The panic is caught and comes out of `run_frame`, and only after
+/// the frame has drained (a slower job on the other worker has finished).
+#[test]
+fn panicking_awaiter_waker_on_driver_is_caught_and_frame_drains() {
+    within(20, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let slow_done = AtomicBool::new(false);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            scheduler.run_frame(async |frame| {
+                frame.spawn(async {
+                    std::thread::sleep(Duration::from_millis(20));
+                    slow_done.store(true, Ordering::SeqCst);
+                });
+                // A local job (completes on this thread) whose handle was polled once with a
+                // waker that panics when woken; the handle is kept until the job is done, so
+                // completing it calls that waker.
+                let mut local = frame.spawn_local(async {
+                    yield_now().await;
+                    1u32
+                });
+                let w = waker(&WAKE_PANICS);
+                let _ = Pin::new(&mut local).poll(&mut Context::from_waker(&w));
+                while !local.is_finished() {
+                    yield_now().await;
+                }
+                drop(local);
+            })
+        }));
+        let payload = result.expect_err("the waker's panic must come out of run_frame");
+        assert_eq!(payload_str(&*payload), "user waker: wake panics");
+        assert!(
+            slow_done.load(Ordering::SeqCst),
+            "run_frame returned before a job finished"
+        );
+        assert_eq!(scheduler.last_frame_stats().panics, 1);
+        assert_eq!(scheduler.run_frame(async |f| f.spawn(async { 5 }).await), 5);
+    });
+}
+
+/// A user waker that panics when woken, first on a counter's waiter list: the worker taking the
+/// counter to zero catches the panic and still wakes the next waiter (the root); the panic comes
+/// out of `run_frame`.
+#[test]
+fn panicking_counter_waker_on_worker_is_caught_and_other_waiters_wake() {
+    within(20, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            scheduler.run_frame(async |frame| {
+                let c = frame.counter();
+                frame.spawn_counted(c, async {
+                    std::thread::sleep(Duration::from_millis(10));
+                });
+                // First waiter: a waker that panics when woken, left on the list.
+                let mut bad = Box::pin(c.into_future());
+                let w = waker(&WAKE_PANICS);
+                assert!(bad.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+                // Second waiter: the root itself. It must still be woken.
+                c.await;
+                drop(bad);
+                c.value()
+            })
+        }));
+        let payload = result.expect_err("the waker's panic must come out of run_frame");
+        assert_eq!(payload_str(&*payload), "user waker: wake panics");
+        assert_eq!(scheduler.last_frame_stats().panics, 1);
+    });
+}
+
+/// A user waker whose `clone` panics, used to poll a job handle and a counter wait: the panic
+/// reaches the poller, and neither the handle's nor the counter's lock stays held (both are
+/// awaited normally afterwards).
+#[test]
+fn waker_whose_clone_panics_leaves_no_lock_held() {
+    within(20, || {
+        let mut scheduler = Scheduler::builder().workers(2).build().unwrap();
+        let caught = AtomicU32::new(0);
+        let out = scheduler.run_frame(async |frame| {
+            let mut job = frame.spawn(async {
+                std::thread::sleep(Duration::from_millis(10));
+                41u32
+            });
+            let w = waker(&CLONE_PANICS);
+            let polled = catch_unwind(AssertUnwindSafe(|| {
+                Pin::new(&mut job).poll(&mut Context::from_waker(&w))
+            }));
+            if polled.is_err() {
+                caught.fetch_add(1, Ordering::SeqCst);
+            }
+            // Counters too: a clone that panics must not leave the counter's lock held.
+            let c = frame.counter();
+            c.add(1);
+            let mut wait = Box::pin(c.into_future());
+            let polled = catch_unwind(AssertUnwindSafe(|| {
+                wait.as_mut().poll(&mut Context::from_waker(&w))
+            }));
+            if polled.is_err() {
+                caught.fetch_add(1, Ordering::SeqCst);
+            }
+            c.done();
+            wait.await;
+            job.await + 1
+        });
+        assert_eq!(out, 42);
+        assert_eq!(
+            caught.load(Ordering::SeqCst),
+            2,
+            "both clones should have panicked"
+        );
     });
 }
