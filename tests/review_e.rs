@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use frame_scheduler::{Frame, JobHandle, Scheduler, yield_now};
@@ -89,90 +89,6 @@ fn spawn_counted_wrapping_the_counter_strands_a_registered_waiter() {
 // ---------------------------------------------------------------------------------------------
 // Memory-safety torture (meant for ASan / valgrind; they pass when nothing is found).
 // ---------------------------------------------------------------------------------------------
-
-/// Wakers cloned in jobs and kept by a thread that outlives every frame and the scheduler,
-/// woken, cloned and dropped concurrently with frame end and with the scheduler's drop.
-#[test]
-fn late_wakers_from_a_thread_outliving_frames_and_the_scheduler() {
-    within(60, || {
-        let bag: Arc<Mutex<Vec<Waker>>> = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let waker_thread = {
-            let (bag, stop) = (Arc::clone(&bag), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let taken: Vec<Waker> = std::mem::take(&mut *bag.lock().unwrap());
-                    for w in taken {
-                        w.wake_by_ref();
-                        let c = w.clone();
-                        n += 1;
-                        if n % 3 == 0 {
-                            c.wake();
-                        } else {
-                            bag.lock().unwrap().push(c);
-                        }
-                        if n % 2 == 0 {
-                            w.wake();
-                        }
-                    }
-                    std::thread::yield_now();
-                }
-            })
-        };
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
-            for f in 0..150 {
-                let bag = &bag;
-                scheduler.run_frame(async |frame| {
-                    let c = frame.counter();
-                    for i in 0..8 {
-                        frame.spawn_counted(c, async move {
-                            // Hand our waker to the other thread, then wait to be woken once
-                            // (by it, or by ourselves if it is slow).
-                            let mut polled = false;
-                            poll_fn(|cx| {
-                                if polled {
-                                    return Poll::Ready(());
-                                }
-                                polled = true;
-                                bag.lock().unwrap().push(cx.waker().clone());
-                                if (i + f) % 2 == 0 {
-                                    cx.waker().wake_by_ref();
-                                } else {
-                                    bag.lock().unwrap().push(cx.waker().clone());
-                                    // An owned waker, woken by value.
-                                    let owned = cx.waker().clone();
-                                    owned.wake();
-                                }
-                                Poll::Pending
-                            })
-                            .await;
-                        });
-                    }
-                    // The root's waker too.
-                    let mut polled = false;
-                    poll_fn(|cx| {
-                        if polled {
-                            return Poll::Ready(());
-                        }
-                        polled = true;
-                        bag.lock().unwrap().push(cx.waker().clone());
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    })
-                    .await;
-                    c.await;
-                });
-            }
-            drop(scheduler);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        stop.store(true, Ordering::Relaxed);
-        waker_thread.join().unwrap();
-        bag.lock().unwrap().clear();
-    });
-}
 
 /// An output that, when dropped (by a handle, the completing worker or the frame-end sweep),
 /// drops or awaits handles it holds and spawns jobs that do the same.

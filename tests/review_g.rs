@@ -7,14 +7,10 @@
 mod common;
 
 use std::cell::Cell;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{payload_str, within};
+use common::{payload_str, small_blocks, within};
 use frame_scheduler::{Scheduler, yield_now};
 
 /// Counts its drops; `panics` makes its drop panic (after counting).
@@ -71,16 +67,6 @@ impl Drop for C<'_> {
     fn drop(&mut self) {
         self.live.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-fn small_blocks(workers: usize) -> Scheduler {
-    Scheduler::builder()
-        .workers(workers)
-        .arena_block_size(4096)
-        .arena_capacity(4096)
-        .arena_trim_after(1)
-        .build()
-        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,144 +486,6 @@ fn g7_outputs_borrowing_frame_values_are_dropped_before_those_values() {
         });
     }
     assert_eq!(seen.load(Ordering::SeqCst), 30);
-}
-
-// ---------------------------------------------------------------------------------------------
-// G8: wakers kept past their frame and past their scheduler: woken, cloned and dropped while
-// later frames (of another scheduler too) recycle cells; a stale wake never reaches a job of a
-// later frame (each job of the later frames is polled exactly twice).
-// ---------------------------------------------------------------------------------------------
-
-/// Pending once (keeping its waker in `slot`), Ready when polled again after `go` is set.
-struct Once<'a> {
-    polls: &'a AtomicUsize,
-    slot: &'a Mutex<Vec<Waker>>,
-    go: &'a AtomicBool,
-}
-
-impl Future for Once<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.polls.fetch_add(1, Ordering::SeqCst);
-        if self.go.load(Ordering::SeqCst) {
-            return Poll::Ready(());
-        }
-        // Woken once, later, from the root.
-        self.slot.lock().unwrap().push(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-#[test]
-fn g8_stale_wakers_never_wake_later_jobs_and_cells_recycle_safely() {
-    within(60, || {
-        let stale: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|sc| {
-            // Hammers the stale wakers: wake, clone, drop, all the time.
-            sc.spawn(|| {
-                while !stop.load(Ordering::SeqCst) {
-                    let ws: Vec<Waker> = stale.lock().unwrap().drain(..).collect();
-                    for w in &ws {
-                        w.wake_by_ref();
-                        let c = w.clone();
-                        c.wake();
-                    }
-                    drop(ws);
-                    std::thread::yield_now();
-                }
-            });
-            for sched in 0..3 {
-                let mut s = Scheduler::builder().workers(1 + sched).build().unwrap();
-                for _ in 0..20 {
-                    let polls = AtomicUsize::new(0);
-                    let slot = Mutex::new(Vec::new());
-                    let go = AtomicBool::new(false);
-                    let (p, sl, g) = (&polls, &slot, &go);
-                    s.run_frame(async |frame| {
-                        let c = frame.counter();
-                        for _ in 0..16 {
-                            frame.spawn_counted(
-                                c,
-                                Once {
-                                    polls: p,
-                                    slot: sl,
-                                    go: g,
-                                },
-                            );
-                        }
-                        // Wait until every job is pending, then release them.
-                        while sl.lock().unwrap().len() < 16 {
-                            yield_now().await;
-                        }
-                        g.store(true, Ordering::SeqCst);
-                        let ws: Vec<Waker> = sl.lock().unwrap().drain(..).collect();
-                        let mut kept = Vec::new();
-                        for (k, w) in ws.into_iter().enumerate() {
-                            if k % 3 == 0 {
-                                w.wake_by_ref();
-                                kept.push(w);
-                            } else {
-                                w.wake();
-                            }
-                        }
-                        c.await;
-                        // Keep a clone of some wakers past the frame (and the scheduler).
-                        stale.lock().unwrap().extend(kept);
-                    });
-                    assert_eq!(
-                        polls.load(Ordering::SeqCst),
-                        32,
-                        "a job was polled by a stale wake"
-                    );
-                }
-                drop(s);
-            }
-            stop.store(true, Ordering::SeqCst);
-        });
-    });
-}
-
-// ---------------------------------------------------------------------------------------------
-// G9: values dropped at frame end that hold wakers of the frame's jobs and of its root, and wake
-// and clone them in their destructors; a panic there too.
-// ---------------------------------------------------------------------------------------------
-
-struct WakeOnDrop(Option<Waker>, &'static AtomicUsize);
-impl Drop for WakeOnDrop {
-    fn drop(&mut self) {
-        if let Some(w) = self.0.take() {
-            let c = w.clone();
-            w.wake_by_ref();
-            c.wake();
-            w.wake();
-            self.1.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-#[test]
-fn g9_frame_end_values_holding_wakers_wake_them_harmlessly() {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    N.store(0, Ordering::SeqCst);
-    let mut s = small_blocks(3);
-    for _ in 0..5 {
-        s.run_frame(async |frame| {
-            // The root's own waker.
-            let root_waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-            frame.alloc(WakeOnDrop(Some(root_waker), &N));
-            let c = frame.counter();
-            for _ in 0..8 {
-                frame.spawn_counted(c, async move {
-                    let w = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-                    frame.alloc(WakeOnDrop(Some(w), &N));
-                    yield_now().await;
-                });
-            }
-            c.await;
-        });
-    }
-    assert_eq!(N.load(Ordering::SeqCst), 5 * 9);
 }
 
 // ---------------------------------------------------------------------------------------------

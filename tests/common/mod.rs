@@ -11,6 +11,19 @@ pub fn scheduler(workers: usize) -> Scheduler {
     Scheduler::builder().workers(workers).build().unwrap()
 }
 
+/// A scheduler of `workers` workers whose arenas take 4 KiB blocks, keep 4 KiB and trim after
+/// every frame: most jobs and frame values then need a block or a chunk of their own, so the
+/// arenas' edge cases (large and over-aligned jobs, growth, trimming) come up at once.
+pub fn small_blocks(workers: usize) -> Scheduler {
+    Scheduler::builder()
+        .workers(workers)
+        .arena_block_size(4096)
+        .arena_capacity(4096)
+        .arena_trim_after(1)
+        .build()
+        .unwrap()
+}
+
 /// The message of a panic payload; panics if it is not a string (see [`payload_str`] for a
 /// payload that may not be one).
 pub fn message(payload: &(dyn Any + Send)) -> &str {
