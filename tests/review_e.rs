@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use frame_scheduler::{Frame, JobHandle, Scheduler, yield_now};
+use frame_scheduler::{JobHandle, Scheduler, yield_now};
 
 mod common;
 use common::{payload_str, wait_until, within};
@@ -89,128 +89,6 @@ fn spawn_counted_wrapping_the_counter_strands_a_registered_waiter() {
 // ---------------------------------------------------------------------------------------------
 // Memory-safety torture (meant for ASan / valgrind; they pass when nothing is found).
 // ---------------------------------------------------------------------------------------------
-
-/// An output that, when dropped (by a handle, the completing worker or the frame-end sweep),
-/// drops or awaits handles it holds and spawns jobs that do the same.
-struct Nasty<'f, 'e: 'f> {
-    frame: &'f Frame<'f, 'e>,
-    handles: Vec<JobHandle<'f, Nasty<'f, 'e>>>,
-    depth: u32,
-    drops: &'f AtomicUsize,
-    mode: u32,
-}
-
-impl Drop for Nasty<'_, '_> {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, Ordering::Relaxed);
-        let frame = self.frame;
-        let drops = self.drops;
-        let depth = self.depth;
-        let mut hs = std::mem::take(&mut self.handles);
-        match self.mode % 4 {
-            0 => drop(hs),
-            1 => {
-                // Move them into a job that drops them on whichever worker runs it.
-                if depth < 3 {
-                    frame.spawn(async move {
-                        yield_now().await;
-                        drop(hs);
-                    });
-                }
-            }
-            2 => {
-                // Await them in a job (may race with the sweep dropping their outputs: the
-                // documented panic is allowed, nothing worse).
-                if depth < 3 {
-                    let h = frame.spawn(async move {
-                        for h in hs.drain(..) {
-                            let _ = futures::FutureExt::catch_unwind(AssertUnwindSafe(h)).await;
-                        }
-                    });
-                    std::mem::forget(h);
-                }
-            }
-            _ => {
-                // Forget some, keep spawning Nasty outputs.
-                for h in hs.drain(..) {
-                    std::mem::forget(h);
-                }
-                if depth < 2 {
-                    let h = frame.spawn(async move {
-                        Nasty {
-                            frame,
-                            handles: Vec::new(),
-                            depth: depth + 1,
-                            drops,
-                            mode: depth,
-                        }
-                    });
-                    std::mem::forget(h);
-                }
-            }
-        }
-    }
-}
-
-#[test]
-fn reentrant_output_destructors_across_the_sweep() {
-    within(120, || {
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
-            for f in 0..100u32 {
-                let drops = AtomicUsize::new(0);
-                let r = catch_unwind(AssertUnwindSafe(|| {
-                    scheduler.run_frame(async |frame| {
-                        let drops = &drops;
-                        let mut all = Vec::new();
-                        for i in 0..6u32 {
-                            let inner: Vec<_> = (0..3u32)
-                                .map(|j| {
-                                    frame.spawn(async move {
-                                        Nasty {
-                                            frame,
-                                            handles: Vec::new(),
-                                            depth: 1,
-                                            drops,
-                                            mode: i + j + f,
-                                        }
-                                    })
-                                })
-                                .collect();
-                            all.push(frame.spawn(async move {
-                                yield_now().await;
-                                Nasty {
-                                    frame,
-                                    handles: inner,
-                                    depth: 0,
-                                    drops,
-                                    mode: i + f,
-                                }
-                            }));
-                        }
-                        // Leave some to the sweep, drop some now, await some.
-                        let mut k = 0;
-                        for h in all {
-                            k += 1;
-                            match (k + f) % 3 {
-                                0 => std::mem::forget(h),
-                                1 => drop(h),
-                                _ => drop(h.await),
-                            }
-                        }
-                    })
-                }));
-                if let Err(p) = r {
-                    let msg = payload_str(&*p);
-                    assert!(
-                        msg.contains("JobHandle awaited after the end of its frame"),
-                        "{msg}"
-                    );
-                }
-            }
-        }
-    });
-}
 
 /// A handle shared by two jobs and a scoped thread, polled by each with its own waker, and a
 /// boxed counter wait moved between jobs and threads and polled with changing wakers.
