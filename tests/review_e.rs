@@ -87,53 +87,6 @@ fn spawn_counted_wrapping_the_counter_strands_a_registered_waiter() {
 // Memory-safety torture (meant for ASan / valgrind; they pass when nothing is found).
 // ---------------------------------------------------------------------------------------------
 
-/// Scoped threads spawning through `&Frame` (the foreign path), awaiting handles and counters
-/// with `block_on`, spawning counted jobs, and reading counters.
-#[test]
-fn scoped_threads_spawning_and_blocking_on_handles() {
-    within(120, || {
-        for workers in [2, 3] {
-            let mut scheduler = Scheduler::builder()
-                .workers(workers)
-                .queue_capacity(16)
-                .build()
-                .unwrap();
-            for _ in 0..100 {
-                let sum = AtomicUsize::new(0);
-                scheduler.run_frame(async |frame| {
-                    let sum = &sum;
-                    let c = frame.counter();
-                    let outer = frame.spawn(async move {
-                        std::thread::scope(|s| {
-                            for t in 0..3usize {
-                                s.spawn(move || {
-                                    let hs: Vec<_> = (0..20usize)
-                                        .map(|i| frame.spawn(async move { i * t }))
-                                        .collect();
-                                    for _ in 0..10 {
-                                        frame.spawn_counted(c, async move {
-                                            sum.fetch_add(1, Ordering::Relaxed);
-                                        });
-                                    }
-                                    let mut acc = 0;
-                                    for h in hs {
-                                        acc += futures::executor::block_on(h);
-                                    }
-                                    let _ = c.value();
-                                    sum.fetch_add(acc, Ordering::Relaxed);
-                                });
-                            }
-                        });
-                    });
-                    outer.await;
-                    c.await;
-                });
-                assert_eq!(sum.load(Ordering::Relaxed), 3 * 10 + (1 + 2) * 190);
-            }
-        }
-    });
-}
-
 /// Far more jobs than `queue_capacity` (the overflow list), nested, with jobs that block their
 /// thread until a sibling spawned after them (and so likely in the overflow list) has run.
 #[test]

@@ -4,14 +4,14 @@
 use std::future::IntoFuture;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering, Ordering::SeqCst};
 use std::thread;
 
-use frame_scheduler::yield_now;
+use frame_scheduler::{Scheduler, yield_now};
 
 mod common;
 
-use common::{for_each_worker_count, message, scheduler};
+use common::{for_each_worker_count, message, scheduler, within};
 
 #[test]
 fn one_worker_runs_everything_on_the_calling_thread() {
@@ -305,6 +305,53 @@ fn schedulers_run_frames_on_several_threads_at_once() {
                 .map(|f| (0..10u64).map(|i| i + t + f).sum::<u64>())
                 .sum();
             assert_eq!(h.join().unwrap(), expect);
+        }
+    });
+}
+
+/// Scoped threads spawning through `&Frame` (the foreign path), awaiting handles and counters
+/// with `block_on`, spawning counted jobs, and reading counters.
+#[test]
+fn scoped_threads_spawning_and_blocking_on_handles() {
+    within(120, || {
+        for workers in [2, 3] {
+            let mut scheduler = Scheduler::builder()
+                .workers(workers)
+                .queue_capacity(16)
+                .build()
+                .unwrap();
+            for _ in 0..100 {
+                let sum = AtomicUsize::new(0);
+                scheduler.run_frame(async |frame| {
+                    let sum = &sum;
+                    let c = frame.counter();
+                    let outer = frame.spawn(async move {
+                        std::thread::scope(|s| {
+                            for t in 0..3usize {
+                                s.spawn(move || {
+                                    let hs: Vec<_> = (0..20usize)
+                                        .map(|i| frame.spawn(async move { i * t }))
+                                        .collect();
+                                    for _ in 0..10 {
+                                        frame.spawn_counted(c, async move {
+                                            sum.fetch_add(1, Ordering::Relaxed);
+                                        });
+                                    }
+                                    let mut acc = 0;
+                                    for h in hs {
+                                        acc += futures::executor::block_on(h);
+                                    }
+                                    let _ = c.value();
+                                    sum.fetch_add(acc, Ordering::Relaxed);
+                                });
+                            }
+                        });
+                    });
+                    outer.await;
+                    c.await;
+                });
+                assert_eq!(sum.load(Ordering::Relaxed), 3 * 10 + (1 + 2) * 190);
+            }
         }
     });
 }
