@@ -6,82 +6,14 @@
 //! Hangs are caught by a watchdog; busy-waits inside jobs are bounded so that a hung frame
 //! does not keep burning CPU after the test has failed.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use frame_scheduler::{Scheduler, yield_now};
+use frame_scheduler::Scheduler;
 
 mod common;
-use common::{payload_str, wait_until, within};
-
-// ---------------------------------------------------------------------------------------------
-// Finding 1: `spawn_counted` increments the counter with an unchecked `fetch_add`: at
-// `usize::MAX` it wraps to 0 outside the counter's lock, without bumping the epoch and without
-// waking anyone. `Counter::add` checks for overflow and promises to release the awaiters and
-// panic "instead of hanging"; the `spawn_counted` path does neither. A waiter registered before
-// the wrap is then never released: when the counted job finishes, `decrement_by` finds the value
-// already 0, records the underflow, and skips `notify_all` (it only notifies when `v != 0`).
-// ---------------------------------------------------------------------------------------------
-
-/// Silent wrong result: right after `spawn_counted` the counter reads 0 and `c.await` completes
-/// at once although the counted job has not run.
-#[test]
-fn spawn_counted_on_a_counter_at_max_wraps_to_zero_silently() {
-    within(10, || {
-        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
-        let ran = AtomicBool::new(false);
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            scheduler.run_frame(async |frame| {
-                let c = frame.counter();
-                c.add(usize::MAX / 2); // the largest value a counter holds
-                // Overflows: a documented panic would be fine; a silent wrap is not.
-                frame.spawn_counted(c, async { ran.store(true, Ordering::SeqCst) });
-                let v = c.value();
-                // Awaiting a counter with usize::MAX + 1 units outstanding must not complete
-                // before the counted job has even started.
-                c.await;
-                (v, ran.load(Ordering::SeqCst))
-            })
-        }));
-        match result {
-            Ok((v, ran)) => {
-                panic!("run_frame returned normally: value {v}, job ran before await: {ran}")
-            }
-            Err(p) => {
-                let msg = payload_str(&*p);
-                assert!(
-                    msg.contains("overflow"),
-                    "spawn_counted on a counter at usize::MAX must panic with an overflow \
-                     message like Counter::add; instead the counter wrapped to 0 and the frame \
-                     panicked later with: {msg:?}"
-                );
-            }
-        }
-    });
-}
-
-/// Hang: a waiter registered while the value was usize::MAX is never woken.
-#[test]
-fn spawn_counted_wrapping_the_counter_strands_a_registered_waiter() {
-    within(5, || {
-        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            scheduler.run_frame(async |frame| {
-                let c = frame.counter();
-                c.add(usize::MAX / 2); // the largest value a counter holds
-                // One worker: the waiter runs during the yield and registers (value MAX).
-                let waiter = frame.spawn(async move { c.await });
-                yield_now().await;
-                assert!(!waiter.is_finished());
-                // MAX + 1 wraps to 0 outside the lock: no epoch bump, nobody woken.
-                frame.spawn_counted(c, async {});
-                drop(waiter);
-            })
-        }));
-    });
-}
+use common::{wait_until, within};
 
 // ---------------------------------------------------------------------------------------------
 // Memory-safety torture (meant for ASan / valgrind; they pass when nothing is found).
