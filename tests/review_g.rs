@@ -451,55 +451,6 @@ fn g6_frame_vecs_grow_concurrently_on_foreign_threads_and_workers() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// G10: counters with until waiters while counted jobs panic, and a surplus done(): no hang, the
-// first panic comes out, every waiter is released.
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn g10_until_waiters_with_panicking_counted_jobs_do_not_hang() {
-    within(60, || {
-        let mut s = Scheduler::builder().workers(3).build().unwrap();
-        for round in 0..20 {
-            let released = AtomicUsize::new(0);
-            let r = &released;
-            let res = catch_unwind(AssertUnwindSafe(|| {
-                s.run_frame(async |frame| {
-                    let c = frame.counter();
-                    for i in 0..40 {
-                        frame.spawn_counted(c, async move {
-                            yield_now().await;
-                            if i % 13 == 5 {
-                                panic!("counted job {i} panics");
-                            }
-                        });
-                    }
-                    let mut ws = Vec::new();
-                    for t in [30usize, 20, 10, 5, 1, 0] {
-                        ws.push(frame.spawn(async move {
-                            c.until(t).await;
-                            r.fetch_add(1, Ordering::SeqCst);
-                        }));
-                    }
-                    for w in ws {
-                        w.await;
-                    }
-                    if round % 2 == 1 {
-                        c.add(1);
-                        let w = frame.spawn(async move { c.until(0).await });
-                        c.done();
-                        w.await;
-                        c.done(); // surplus
-                    }
-                })
-            }));
-            let msg = payload_str(&*res.unwrap_err());
-            assert!(msg.contains("panics") || msg.contains("already 0"), "{msg}");
-            assert_eq!(released.load(Ordering::SeqCst), 6);
-        }
-    });
-}
-
-// ---------------------------------------------------------------------------------------------
 // G11: the worker thread hooks: a panicking start hook on one worker; a stop hook that panics
 // on every worker; hooks that run a frame of another scheduler.
 // ---------------------------------------------------------------------------------------------
