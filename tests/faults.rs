@@ -5,44 +5,13 @@
 
 use std::panic::catch_unwind;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use frame_scheduler::{Scheduler, yield_now};
+use frame_scheduler::Scheduler;
 
 mod common;
 use common::{payload_str, wait_until, within};
-
-/// One worker: a job yields until an older sibling has run. The worker's own queue is LIFO, so
-/// a yielding job must not be popped straight back, or the sibling would never run.
-#[test]
-fn job_yielding_until_a_sibling_runs_makes_progress_on_one_worker() {
-    within(20, || {
-        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
-        for _ in 0..20 {
-            let flag = AtomicBool::new(false);
-            let yields = AtomicU32::new(0);
-            scheduler.run_frame(async |frame| {
-                frame.spawn(async {
-                    flag.store(true, Ordering::SeqCst);
-                });
-                frame.spawn(async {
-                    while !flag.load(Ordering::SeqCst) {
-                        yields.fetch_add(1, Ordering::SeqCst);
-                        yield_now().await;
-                    }
-                });
-            });
-            assert!(flag.load(Ordering::SeqCst));
-            // The sibling runs right after the first yield, or, when the worker's periodic
-            // look at the shared queue comes first, after the second.
-            assert!(
-                yields.load(Ordering::SeqCst) <= 2,
-                "the sibling did not run promptly"
-            );
-        }
-    });
-}
 
 /// Fork-join as a game loop does it: the root spawns a job, then computes inline (here: waits
 /// for the job's flag) in the same poll. The job must be stealable meanwhile, not held back
@@ -63,105 +32,6 @@ fn job_spawned_before_inline_work_runs_on_another_worker() {
                 }
             });
             assert!(flag.load(Ordering::SeqCst));
-        }
-    });
-}
-
-/// Finding 4: a counted job that yields until its siblings on the same counter are done. Each
-/// worker batches the decrements of the counted jobs it finished and flushes them only before
-/// a job of another counter, when it finds no work, or every 64 jobs; the waiting job is of
-/// the same counter and always there to run, so on one worker the batch is never flushed and
-/// the value never drops: the frame hangs.
-#[test]
-fn counted_job_yielding_for_its_siblings_on_its_counter_finishes_on_one_worker() {
-    within(10, || {
-        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
-        let siblings = AtomicUsize::new(0);
-        let s = &siblings;
-        scheduler.run_frame(async |frame| {
-            let c = frame.counter();
-            for _ in 0..3 {
-                frame.spawn_counted(c, async move {
-                    s.fetch_add(1, Ordering::SeqCst);
-                });
-            }
-            frame.spawn_counted(c, async move {
-                while c.value() > 1 {
-                    yield_now().await;
-                }
-            });
-            c.await;
-            assert_eq!(c.value(), 0);
-        });
-        assert_eq!(siblings.load(Ordering::SeqCst), 3);
-        assert_eq!(scheduler.last_frame_stats().jobs, 4);
-    });
-}
-
-/// Finding 4 on N workers with N such waiting jobs: every worker can end up cycling one of
-/// them while holding unflushed decrements of the counter they wait on.
-#[test]
-fn counted_jobs_yielding_for_their_siblings_finish_on_as_many_workers() {
-    within(20, || {
-        for workers in [2, 4] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
-            for frame_no in 0..20 {
-                let siblings = AtomicUsize::new(0);
-                let s = &siblings;
-                scheduler.run_frame(async |frame| {
-                    let c = frame.counter();
-                    for _ in 0..16 {
-                        frame.spawn_counted(c, async move {
-                            s.fetch_add(1, Ordering::SeqCst);
-                        });
-                    }
-                    for _ in 0..workers {
-                        frame.spawn_counted(c, async move {
-                            while c.value() > workers {
-                                yield_now().await;
-                            }
-                        });
-                    }
-                    c.await;
-                });
-                assert_eq!(
-                    siblings.load(Ordering::SeqCst),
-                    16,
-                    "workers({workers}), frame {frame_no}"
-                );
-            }
-        }
-    });
-}
-
-/// Finding 5: a `spawn_local` job yielding while it waits for an ordinary job. The driving
-/// thread takes local jobs before anything else, and a yielding local job goes straight back
-/// on the local queue, so with one worker the ordinary job in the driver's deque never runs.
-#[test]
-fn local_job_yielding_for_an_ordinary_job_lets_it_run_on_one_worker() {
-    within(10, || {
-        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
-        for frame_no in 0..5 {
-            let ran = AtomicBool::new(false);
-            let r = &ran;
-            let yields = scheduler.run_frame(async |frame| {
-                frame
-                    .spawn_local(async move {
-                        // Spawned from the local job, so it cannot have run before the first
-                        // look below: the local job does wait for it.
-                        let ordinary = frame.spawn(async move { r.store(true, Ordering::SeqCst) });
-                        let mut yields = 0u32;
-                        while !r.load(Ordering::SeqCst) {
-                            yields += 1;
-                            yield_now().await;
-                        }
-                        ordinary.await;
-                        yields
-                    })
-                    .await
-            });
-            assert!(ran.load(Ordering::SeqCst), "frame {frame_no}");
-            assert!(yields >= 1, "frame {frame_no}: the local job ran first");
         }
     });
 }

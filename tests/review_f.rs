@@ -9,65 +9,9 @@ use std::time::{Duration, Instant};
 use frame_scheduler::{Scheduler, yield_now};
 
 mod common;
-use common::{wait_until, within};
+use common::{GIVE_UP, wait_until, within};
 use futures::StreamExt;
 use futures::channel::mpsc;
-
-/// How long a job that waits for a starved sibling keeps trying before it gives up.
-const GIVE_UP: Duration = Duration::from_secs(3);
-
-// ---------------------------------------------------------------------------------------------
-// F1: one worker. Two jobs wake each other at the LIFO end of the deque (as in
-// tests/starvation.rs) while a third job yields. Every 32 looks `find_work` takes the injector's
-// job *or* its own oldest job, never both: the yielder is always back in the injector by then,
-// so the older job at the bottom of the deque never runs.
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn f1_pingpong_plus_a_yielder_starve_an_older_job_on_one_worker() {
-    let result = within(30, || {
-        let mut scheduler = Scheduler::builder().workers(1).build().unwrap();
-        let done = AtomicBool::new(false);
-        let rounds = AtomicU64::new(0);
-        let start = Instant::now();
-        let gave_up = || start.elapsed() > GIVE_UP;
-        scheduler.run_frame(async |frame| {
-            let (tx_ab, mut rx_ab) = mpsc::unbounded::<()>();
-            let (tx_ba, mut rx_ba) = mpsc::unbounded::<()>();
-            let (done, rounds, gave_up) = (&done, &rounds, &gave_up);
-            let older = frame.spawn(async move { done.store(true, Ordering::SeqCst) });
-            let ping = frame.spawn(async move {
-                while !done.load(Ordering::SeqCst) && !gave_up() {
-                    tx_ab.unbounded_send(()).unwrap();
-                    rx_ba.next().await;
-                    rounds.fetch_add(1, Ordering::Relaxed);
-                }
-                drop(tx_ab);
-            });
-            let pong = frame.spawn(async move {
-                while rx_ab.next().await.is_some() {
-                    let _ = tx_ba.unbounded_send(());
-                }
-            });
-            let yielder = frame.spawn(async move {
-                while !done.load(Ordering::SeqCst) && !gave_up() {
-                    yield_now().await;
-                }
-            });
-            older.await;
-            ping.await;
-            pong.await;
-            yielder.await;
-        });
-        (rounds.load(Ordering::Relaxed), start.elapsed())
-    });
-    let (rounds, elapsed) = result;
-    assert!(
-        rounds < 1000,
-        "the older job waited {rounds} round trips ({elapsed:?}) behind a ping-pong and a \
-         yielder on one worker"
-    );
-}
 
 // ---------------------------------------------------------------------------------------------
 // F2: two workers. Job B blocks its thread until its sibling S has run (allowed: S is in B's

@@ -36,6 +36,10 @@ pub fn message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
+/// How long a job that waits for a starved sibling keeps trying before it gives up, so that a
+/// starvation test fails with an assertion instead of hanging.
+pub const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs `f` on its own thread and fails the test if it has not finished within `secs`: a hang
 /// becomes a failure, not a stuck test run.
 pub fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
