@@ -1,6 +1,12 @@
 //! Building a scheduler: invalid settings are errors that say what to change; valid ones run.
 
+use std::panic::catch_unwind;
+
 use frame_scheduler::{BuildError, MAX_WORKERS, Scheduler};
+
+mod common;
+
+use common::payload_str;
 
 fn build_err(builder: frame_scheduler::SchedulerBuilder) -> String {
     let err: BuildError = builder
@@ -133,4 +139,25 @@ fn debug_output_names_the_types() {
     let s = format!("{scheduler:?}");
     assert!(s.contains("workers: 2"), "{s}");
     assert!(s.contains("frames_run: 1"), "{s}");
+}
+
+/// Regression: an arena capacity no allocator can give panics ("out of memory", from bumpalo)
+/// instead of coming back as `Err(BuildError)` naming the setting. (Not tested: the largest
+/// `queue_capacity` with 1024 workers, which would really try to commit 128 GiB.)
+#[test]
+fn huge_arena_capacity_is_a_build_error_not_a_panic() {
+    let built = catch_unwind(|| {
+        Scheduler::builder()
+            .workers(1)
+            .arena_capacity(1 << 50)
+            .build()
+    });
+    match built {
+        Ok(Err(e)) => assert!(
+            e.to_string().contains("arena_capacity"),
+            "the error should name arena_capacity: {e}"
+        ),
+        Ok(Ok(_)) => panic!("built a scheduler with 1 PiB arenas"),
+        Err(p) => panic!("build panicked: {:?}", payload_str(&*p)),
+    }
 }
