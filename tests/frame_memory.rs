@@ -1,14 +1,17 @@
 //! Frame memory: values, slices, strings and `FrameVec`s allocated by jobs, dropped exactly
 //! once; arena blocks borrowed where work lands, returned at frame end, and trimmed after a
-//! spike; large futures in workers with a bigger stack.
+//! spike; large futures in workers with a bigger stack. The arenas' edges are attacked too:
+//! over-aligned and large jobs in tiny blocks trimmed after every frame, fill closures that
+//! re-enter the frame, zero-sized types and capacity overflow; valgrind in CI turns a silent
+//! memory error there into a failure.
 
 mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Tracked, payload_str, scheduler, within};
-use frame_scheduler::{Frame, FrameVec, Scheduler};
+use common::{Tracked, payload_str, scheduler, small_blocks, within};
+use frame_scheduler::{Frame, FrameVec, Scheduler, yield_now};
 
 #[test]
 fn every_frame_value_is_dropped_exactly_once_at_frame_end() {
@@ -410,4 +413,249 @@ fn a_two_mib_future_spawned_from_a_job_runs_with_a_bigger_worker_stack() {
     let (sum, _) = t.join().unwrap();
     // Seed 1: 2 MiB of ones, one of them made 7; seed 0: a single 7.
     assert_eq!(sum, 2 * ((2 << 20) - 1 + 7) + 2 * 7);
+}
+
+#[repr(align(128))]
+#[derive(Clone, Copy)]
+struct A128([u8; 200]);
+
+#[repr(align(4096))]
+#[derive(Clone, Copy)]
+struct A4k([u8; 100]);
+
+#[repr(align(65536))]
+#[derive(Clone, Copy)]
+struct A64k([u8; 10]);
+
+async fn aligned_job<T: Copy + Send + 'static>(v: T, byte: fn(&T) -> u8) -> (usize, u8, T) {
+    let local = v;
+    yield_now().await;
+    let at = &local as *const T as usize % std::mem::align_of::<T>();
+    (at, byte(&local), local)
+}
+
+/// Over-aligned futures and outputs (128, 4096, 1 << 16) spawned from the root, from jobs and from
+/// a thread that is not a worker, with 4 KiB blocks (so most of them are "large").
+#[test]
+fn over_aligned_futures_from_root_jobs_and_foreign_threads() {
+    within(60, || {
+        for workers in [1, 3] {
+            let mut s = small_blocks(workers);
+            for _ in 0..3 {
+                let total = s.run_frame(async |frame| {
+                    let mut hs = Vec::new();
+                    for i in 0..6u8 {
+                        hs.push(frame.spawn(async move {
+                            let a = frame.spawn(aligned_job(A128([i; 200]), |a| a.0[199])).await;
+                            let b = frame.spawn(aligned_job(A4k([i; 100]), |a| a.0[99])).await;
+                            let c = frame.spawn(aligned_job(A64k([i; 10]), |a| a.0[9])).await;
+                            assert_eq!((a.0, b.0, c.0), (0, 0, 0), "misaligned future");
+                            assert_eq!((a.1, b.1, c.1), (i, i, i));
+                            // The outputs are over-aligned too.
+                            assert_eq!(&a.2 as *const A128 as usize % 128, 0);
+                            assert_eq!(&b.2 as *const A4k as usize % 4096, 0);
+                            assert_eq!(&c.2 as *const A64k as usize % 65536, 0);
+                            assert_eq!((a.2.0[0], b.2.0[0], c.2.0[0]), (i, i, i));
+                            a.1 as usize + b.1 as usize + c.1 as usize
+                        }));
+                    }
+                    // From a thread that is not a worker: the foreign arena.
+                    let foreign = std::thread::scope(|sc| {
+                        sc.spawn(|| {
+                            let h1 = frame.spawn(aligned_job(A64k([7; 10]), |a| a.0[3]));
+                            let h2 = frame.spawn(aligned_job(A4k([8; 100]), |a| a.0[3]));
+                            (h1, h2)
+                        })
+                        .join()
+                        .unwrap()
+                    });
+                    let (f1, f2) = (foreign.0.await, foreign.1.await);
+                    assert_eq!((f1.0, f2.0), (0, 0));
+                    let mut sum = f1.1 as usize + f2.1 as usize;
+                    for h in hs {
+                        sum += h.await;
+                    }
+                    sum
+                });
+                assert_eq!(total, 15 + 3 * (0..6).sum::<usize>());
+            }
+        }
+    });
+}
+
+/// Futures and outputs larger than a block (4 KiB blocks), and FrameVecs that outgrow blocks many
+/// times over, spread over workers; trimmed after every frame (arena_trim_after(1)).
+#[test]
+fn large_futures_outputs_and_vecs_with_tiny_blocks_and_trim_after_one() {
+    within(60, || {
+        let mut s = small_blocks(3);
+        for round in 0..6usize {
+            let big = round % 2 == 0;
+            let got = s.run_frame(async |frame| {
+                let mut hs = Vec::new();
+                for j in 0..4usize {
+                    let payload = [j as u8; 20_000];
+                    hs.push(frame.spawn(async move {
+                        yield_now().await;
+                        let mut v = frame.vec::<u64>();
+                        let n = if big { 50_000 } else { 10 };
+                        for k in 0..n {
+                            v.push(k as u64);
+                            if k % 5000 == 0 {
+                                yield_now().await; // may resume on another worker
+                            }
+                        }
+                        let out = [payload[19_999]; 9000];
+                        (v.iter().sum::<u64>(), out)
+                    }));
+                }
+                let mut sum = 0u64;
+                for h in hs {
+                    let (s, out) = h.await;
+                    sum += s + out.iter().map(|&b| u64::from(b)).sum::<u64>();
+                }
+                sum
+            });
+            let n: u64 = if big { 50_000 } else { 10 };
+            assert_eq!(got, 4 * (n * (n - 1) / 2) + 9000 * 6);
+        }
+    });
+}
+
+/// `alloc_slice_fill_with` with a closure that re-enters the frame API: alloc, vec, into_slice, a
+/// nested alloc_slice_fill_with, spawn. Every value is dropped exactly once, also when the closure
+/// panics half way.
+#[test]
+fn fill_with_reentering_the_frame_api_drops_everything_once() {
+    within(60, || {
+        let mut s = small_blocks(2);
+        let drops = AtomicUsize::new(0);
+        let made = AtomicUsize::new(0);
+        let (d, m) = (&drops, &made);
+        s.run_frame(async |frame| {
+            let outer = frame.alloc_slice_fill_with(50, |i| {
+                m.fetch_add(1, Ordering::SeqCst);
+                let inner = frame.alloc(Tracked(d, 1000 + i as u64));
+                m.fetch_add(1, Ordering::SeqCst);
+                let mut v = frame.vec();
+                for k in 0..3 {
+                    m.fetch_add(1, Ordering::SeqCst);
+                    v.push(Tracked(d, k));
+                }
+                let kept = v.into_slice();
+                let nested = frame.alloc_slice_fill_with(2, |k| {
+                    m.fetch_add(1, Ordering::SeqCst);
+                    Tracked(d, k as u64)
+                });
+                let h = frame.spawn(async move {
+                    m.fetch_add(1, Ordering::SeqCst);
+                    Tracked(d, 7) // output dropped by the detached handle
+                });
+                drop(h);
+                assert_eq!(kept.len() + nested.len(), 5);
+                inner.1 += 1;
+                Tracked(d, i as u64)
+            });
+            assert_eq!(outer.len(), 50);
+        });
+        assert_eq!(made.load(Ordering::SeqCst), 50 * 8);
+        assert_eq!(drops.load(Ordering::SeqCst), 50 * 8);
+
+        // The closure panics at index 30: what it made is dropped once, the rest at frame end.
+        drops.store(0, Ordering::SeqCst);
+        made.store(0, Ordering::SeqCst);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            s.run_frame(async |frame| {
+                frame.alloc_slice_fill_with(50, |i| {
+                    let _side = frame.alloc(Tracked(d, 5000 + i as u64));
+                    m.fetch_add(1, Ordering::SeqCst);
+                    if i == 30 {
+                        panic!("fill closure panics at 30");
+                    }
+                    m.fetch_add(1, Ordering::SeqCst);
+                    Tracked(d, i as u64)
+                });
+            })
+        }));
+        assert_eq!(payload_str(&*r.unwrap_err()), "fill closure panics at 30");
+        assert_eq!(made.load(Ordering::SeqCst), 31 + 30);
+        assert_eq!(drops.load(Ordering::SeqCst), 31 + 30);
+    });
+}
+
+static ZST_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+struct Z;
+
+impl Drop for Z {
+    fn drop(&mut self) {
+        ZST_DROPS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[repr(align(65536))]
+struct ZAligned;
+
+impl Drop for ZAligned {
+    fn drop(&mut self) {
+        ZST_DROPS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Zero-sized types that need dropping, and capacity overflow.
+#[test]
+fn zsts_that_need_drop_and_capacity_overflow() {
+    let mut s = small_blocks(2);
+    ZST_DROPS.store(0, Ordering::SeqCst);
+    s.run_frame(async |frame| {
+        frame.alloc(Z);
+        let za = frame.alloc(ZAligned);
+        assert_eq!(za as *mut ZAligned as usize % 65536, 0);
+        frame.alloc_slice_fill_with(1000, |_| Z);
+        let mut v = frame.vec();
+        for _ in 0..10_000 {
+            v.push(Z);
+        }
+        assert_eq!(v.capacity(), usize::MAX);
+        v.pop();
+        v.into_slice();
+        let mut w = frame.vec();
+        w.push(ZAligned);
+        drop(w);
+        assert_eq!(ZST_DROPS.load(Ordering::SeqCst), 2);
+    });
+    assert_eq!(ZST_DROPS.load(Ordering::SeqCst), 2 + 1 + 1 + 1000 + 9_999);
+
+    for (case, what) in ["vec_with_capacity", "reserve", "fill_with", "zst reserve"]
+        .into_iter()
+        .enumerate()
+    {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            s.run_frame(async |frame| match case {
+                0 => {
+                    frame.vec_with_capacity::<u64>(usize::MAX / 4);
+                }
+                1 => {
+                    let mut v = frame.vec::<u8>();
+                    v.push(1);
+                    v.reserve(usize::MAX);
+                }
+                2 => {
+                    frame.alloc_slice_fill_with(usize::MAX / 2, |_| 0u32);
+                }
+                _ => {
+                    let mut v = frame.vec::<()>();
+                    v.extend(std::iter::repeat_n((), 3));
+                    v.reserve(usize::MAX - 2);
+                }
+            })
+        }));
+        let msg = payload_str(&*r.expect_err(what));
+        assert!(
+            msg.contains("isize::MAX") || msg.contains("overflow"),
+            "{what}: {msg}"
+        );
+    }
+    // Still usable.
+    assert_eq!(s.run_frame(async |frame| *frame.alloc(5u8)), 5);
 }
