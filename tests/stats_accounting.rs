@@ -1,16 +1,15 @@
-//! Faults in user code at the edges of the scheduler: closures that panic after spawning, wakers
-//! whose `wake` or `clone` panics, wakers kept past their frame while arenas are replaced. Each
-//! test is a regression test for a bug found in review; each must finish (a watchdog fails it
-//! instead of hanging) and must never let `run_frame` return while a job still runs.
+//! `FrameStats` figures checked against the work that made them: `steals` counts the jobs (not
+//! the batches) another worker took, and `arena_capacity` counts the foreign arena (jobs spawned
+//! from threads that are not workers) as `arena_bytes` does.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::within;
 use frame_scheduler::Scheduler;
 
-mod common;
-use common::within;
-
-/// Finding 10: `FrameStats::steals` is documented as the jobs a worker took from another
+/// Regression: `FrameStats::steals` is documented as the jobs a worker took from another
 /// worker's queue, but counted steal batches (up to 8 jobs each). Here the root spawns 64 leaf
 /// jobs onto the driver's deque and then keeps the driving thread busy until all have run, so
 /// the background worker must steal every one of them (in batches), and nobody steals them
@@ -47,9 +46,9 @@ fn steals_count_jobs_stolen() {
     });
 }
 
-/// Finding 10: `FrameStats::arena_bytes` counts the foreign arena (jobs spawned from threads
-/// that are not workers) but `arena_capacity` leaves it out, so a steady frame spawning from a
-/// scoped thread reports more bytes used than held in reserve, though every arena kept enough
+/// Regression: `FrameStats::arena_bytes` counted the foreign arena (jobs spawned from threads
+/// that are not workers) but `arena_capacity` left it out, so a steady frame spawning from a
+/// scoped thread reported more bytes used than held in reserve, though every arena kept enough
 /// for the next frame.
 #[test]
 fn arena_capacity_counts_the_foreign_arena_like_arena_bytes() {
