@@ -1,8 +1,7 @@
-//! Review G: soundness attacks on frame memory (arena.rs, memory.rs), over-aligned and large
-//! jobs (job/raw.rs), recycled wake cells (waker.rs), frame end (scheduler.rs), `Counter::until`
-//! and the worker thread hooks. Each test tries to get a double drop, a leak of a value that
-//! needs dropping, a use after free or after reset, or a hang; valgrind and ASan runs of this
-//! file turn a silent memory error into a failure.
+//! Thread hooks under panics and nesting: a start hook that panics on one worker of five (the
+//! build fails naming it, the workers that started are stopped), hooks that run whole frames of
+//! another scheduler, and a stop hook that panics on every worker (the drop still finishes).
+//! tests/hooks.rs covers the hooks one at a time.
 
 mod common;
 
@@ -11,13 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::within;
 use frame_scheduler::Scheduler;
 
-// ---------------------------------------------------------------------------------------------
-// G11: the worker thread hooks: a panicking start hook on one worker; a stop hook that panics
-// on every worker; hooks that run a frame of another scheduler.
-// ---------------------------------------------------------------------------------------------
-
+/// The worker thread hooks: a panicking start hook on one worker; a stop hook that panics on every
+/// worker; hooks that run a frame of another scheduler.
 #[test]
-fn g11_thread_hooks_under_panics_and_nesting() {
+fn thread_hooks_under_panics_and_nesting() {
     within(60, || {
         use std::sync::Arc;
         let started = Arc::new(AtomicUsize::new(0));
