@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{GIVE_UP, wait_until, within};
+use common::{GIVE_UP, for_each_worker_count, wait_until, within};
 use frame_scheduler::{Scheduler, yield_now};
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -45,8 +45,7 @@ fn job_spawned_before_inline_work_runs_on_another_worker() {
 #[test]
 fn job_blocking_until_its_second_child_runs_lets_an_idle_worker_run_it() {
     within(60, || {
-        for workers in [2, 4] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[2, 4], |workers, scheduler| {
             for frame_no in 0..20 {
                 let b_ran = AtomicBool::new(false);
                 let b = &b_ran;
@@ -69,7 +68,7 @@ fn job_blocking_until_its_second_child_runs_lets_an_idle_worker_run_it() {
                      its parent blocked"
                 );
             }
-        }
+        });
     });
 }
 

@@ -536,8 +536,7 @@ fn until_is_not_held_back_by_a_batch_of_finished_jobs() {
 #[test]
 fn surplus_done_with_batched_completions_panics_instead_of_hanging() {
     within(20, || {
-        for workers in [1, 2, 4] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2, 4], |workers, scheduler| {
             let result = catch_unwind(AssertUnwindSafe(|| {
                 scheduler.run_frame(async |frame| {
                     let c = frame.counter();
@@ -553,7 +552,7 @@ fn surplus_done_with_batched_completions_panics_instead_of_hanging() {
                 payload_str(&*payload).contains("already 0"),
                 "workers({workers})"
             );
-        }
+        });
     });
 }
 

@@ -10,13 +10,12 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Tracked, payload_str, scheduler, small_blocks, within};
+use common::{Tracked, for_each_worker_count, payload_str, scheduler, small_blocks, within};
 use frame_scheduler::{Frame, FrameVec, Scheduler, yield_now};
 
 #[test]
 fn every_frame_value_is_dropped_exactly_once_at_frame_end() {
-    for workers in [1, 2, 3] {
-        let mut s = scheduler(workers);
+    for_each_worker_count(&[1, 2, 3], |_, s| {
         let drops = AtomicUsize::new(0);
         let d = &drops;
         for frame_no in 0..3 {
@@ -42,7 +41,7 @@ fn every_frame_value_is_dropped_exactly_once_at_frame_end() {
             assert_eq!(seen_in_frame, frame_no * 300, "dropped during the frame");
             assert_eq!(drops.load(Ordering::SeqCst), (frame_no + 1) * 300);
         }
-    }
+    });
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use common::within;
+use common::{for_each_worker_count, within};
 use frame_scheduler::{JobHandle, Scheduler, yield_now};
 
 /// A handle shared by two jobs and a scoped thread, polled by each with its own waker, and a
@@ -19,8 +19,7 @@ use frame_scheduler::{JobHandle, Scheduler, yield_now};
 #[test]
 fn handles_and_counter_waits_polled_from_many_places() {
     within(120, || {
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2, 3], |_, scheduler| {
             for _ in 0..200 {
                 let total = scheduler.run_frame(async |frame| {
                     let c = frame.counter();
@@ -97,7 +96,7 @@ fn handles_and_counter_waits_polled_from_many_places() {
                 });
                 assert_eq!(total, 41);
             }
-        }
+        });
     });
 }
 

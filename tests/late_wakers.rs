@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{small_blocks, within};
+use common::{for_each_worker_count, small_blocks, within};
 use frame_scheduler::{Scheduler, yield_now};
 
 /// Wakers cloned on a non-worker thread (their cells come from the foreign pool) and woken in
@@ -91,8 +91,7 @@ fn late_wakers_from_a_thread_outliving_frames_and_the_scheduler() {
                 }
             })
         };
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2, 3], |_, scheduler| {
             for f in 0..150 {
                 let bag = &bag;
                 scheduler.run_frame(async |frame| {
@@ -136,8 +135,7 @@ fn late_wakers_from_a_thread_outliving_frames_and_the_scheduler() {
                     c.await;
                 });
             }
-            drop(scheduler);
-        }
+        });
         std::thread::sleep(Duration::from_millis(50));
         stop.store(true, Ordering::Relaxed);
         waker_thread.join().unwrap();
@@ -187,8 +185,7 @@ fn stale_wakers_never_wake_later_jobs_and_cells_recycle_safely() {
                     std::thread::yield_now();
                 }
             });
-            for sched in 0..3 {
-                let mut s = Scheduler::builder().workers(1 + sched).build().unwrap();
+            for_each_worker_count(&[1, 2, 3], |_, s| {
                 for _ in 0..20 {
                     let polls = AtomicUsize::new(0);
                     let slot = Mutex::new(Vec::new());
@@ -231,8 +228,7 @@ fn stale_wakers_never_wake_later_jobs_and_cells_recycle_safely() {
                         "a job was polled by a stale wake"
                     );
                 }
-                drop(s);
-            }
+            });
             stop.store(true, Ordering::SeqCst);
         });
     });

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use common::{payload_str, small_blocks, wait_until, within};
+use common::{for_each_worker_count, payload_str, small_blocks, wait_until, within};
 use frame_scheduler::{Frame, JobHandle, Scheduler, yield_now};
 
 /// Polls a future once with a waker that does nothing.
@@ -61,8 +61,7 @@ impl Drop for AwaitsHandleInDrop<'_, '_> {
 #[test]
 fn output_awaiting_its_own_handle_in_its_destructor_is_dropped_once() {
     within(10, || {
-        for workers in [1, 2] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2], |workers, scheduler| {
             for frame_no in 0..20 {
                 let drops = AtomicUsize::new(0);
                 let d = &drops;
@@ -85,7 +84,7 @@ fn output_awaiting_its_own_handle_in_its_destructor_is_dropped_once() {
                     drops.load(Ordering::SeqCst)
                 );
             }
-        }
+        });
     });
 }
 
@@ -96,8 +95,7 @@ fn output_awaiting_its_own_handle_in_its_destructor_is_dropped_once() {
 #[test]
 fn outputs_awaiting_each_others_handles_in_their_destructors_are_dropped_once_each() {
     within(10, || {
-        for workers in [1, 2] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2], |workers, scheduler| {
             for frame_no in 0..20 {
                 let drops = [AtomicUsize::new(0), AtomicUsize::new(0)];
                 let (d0, d1) = (&drops[0], &drops[1]);
@@ -128,7 +126,7 @@ fn outputs_awaiting_each_others_handles_in_their_destructors_are_dropped_once_ea
                     "workers({workers}), frame {frame_no}: drops per output"
                 );
             }
-        }
+        });
     });
 }
 
@@ -623,8 +621,7 @@ impl Drop for Nasty<'_, '_> {
 #[test]
 fn reentrant_output_destructors_across_the_sweep() {
     within(120, || {
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2, 3], |_, scheduler| {
             for f in 0..100u32 {
                 let drops = AtomicUsize::new(0);
                 let r = catch_unwind(AssertUnwindSafe(|| {
@@ -676,7 +673,7 @@ fn reentrant_output_destructors_across_the_sweep() {
                     );
                 }
             }
-        }
+        });
     });
 }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, within};
+use common::{for_each_worker_count, wait_until, within};
 use frame_scheduler::{Scheduler, yield_now};
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -96,8 +96,7 @@ fn idle_workers_use_no_cpu_after_frames() {
 #[test]
 fn foreign_spawns_and_wakes_reach_parked_workers() {
     within(60, || {
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
             for _ in 0..10 {
                 let lat = std::sync::Mutex::new(Duration::ZERO);
                 let ran = AtomicU64::new(0);
@@ -138,7 +137,7 @@ fn foreign_spawns_and_wakes_reach_parked_workers() {
                      {max_lat:?}"
                 );
             }
-        }
+        });
     });
 }
 
@@ -197,8 +196,7 @@ fn wakes_at_every_parking_phase_are_not_lost() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
     within(120, move || {
-        for workers in [1, 2, 3] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
             for frame_no in 0..frames {
                 let delay = Duration::from_nanos(frame_no * 277 % 400_000);
                 let spin = move || {
@@ -232,7 +230,7 @@ fn wakes_at_every_parking_phase_are_not_lost() {
                     "workers({workers}), frame {frame_no} (delay {delay:?}): took {took:?}"
                 );
             }
-        }
+        });
     });
 }
 

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 
 mod common;
-use common::{GIVE_UP, scheduler, within};
+use common::{GIVE_UP, for_each_worker_count, scheduler, within};
 
 /// Two jobs play ping-pong through channels until a third job, queued before them on the same
 /// single worker, has run. Each wake pushes the other job onto the LIFO end of the deque; the
@@ -124,8 +124,7 @@ fn counted_job_yielding_for_its_siblings_on_its_counter_finishes_on_one_worker()
 #[test]
 fn counted_jobs_yielding_for_their_siblings_finish_on_as_many_workers() {
     within(20, || {
-        for workers in [2, 4] {
-            let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+        for_each_worker_count(&[2, 4], |workers, scheduler| {
             for frame_no in 0..20 {
                 let siblings = AtomicUsize::new(0);
                 let s = &siblings;
@@ -151,7 +150,7 @@ fn counted_jobs_yielding_for_their_siblings_finish_on_as_many_workers() {
                     "workers({workers}), frame {frame_no}"
                 );
             }
-        }
+        });
     });
 }
 

@@ -86,7 +86,7 @@ impl Drop for Out {
 
 // ---- the random program ----
 
-use common::Rng;
+use common::{Rng, for_each_worker_count};
 
 /// How a node's parent runs it.
 #[derive(Clone, Copy, PartialEq)]
@@ -360,8 +360,7 @@ fn run(seed: u64, frames_per_config: u64) {
     let mut rng = Rng::new(seed);
     let mut total_frames = 0;
     let (mut panicking_frames, mut foreign_wakes, mut late_wakes) = (0, 0, 0);
-    for workers in 1..=8 {
-        let mut scheduler = Scheduler::builder().workers(workers).build().unwrap();
+    for_each_worker_count(&[1, 2, 3, 4, 5, 6, 7, 8], |workers, scheduler| {
         for f in 0..frames_per_config {
             let mut id = 0;
             let depth = 2 + rng.below(3) as u32;
@@ -448,7 +447,7 @@ fn run(seed: u64, frames_per_config: u64) {
             );
             total_frames += 1;
         }
-    }
+    });
     tx.send(ToForeign::Stop).unwrap();
     drop(tx);
     foreign.join().unwrap();

@@ -199,8 +199,7 @@ fn spawn_local_from_a_foreign_thread_panics() {
 
 #[test]
 fn run_frame_inside_a_job_panics_with_a_message() {
-    for workers in [1, 2] {
-        let mut outer = scheduler(workers);
+    for_each_worker_count(&[1, 2], |_, outer| {
         let mut inner = scheduler(1);
         let inner_ran = AtomicUsize::new(0);
         let payload = catch_unwind(AssertUnwindSafe(|| {
@@ -225,7 +224,7 @@ fn run_frame_inside_a_job_panics_with_a_message() {
         // Both schedulers still work; the refused call did not use up a frame index.
         assert_eq!(inner.run_frame(async |frame| frame.index()), 0);
         assert_eq!(outer.run_frame(async |frame| frame.index()), 1);
-    }
+    });
 }
 
 #[test]
