@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 
 mod common;
 
-use common::{for_each_worker_count, scheduler};
+use common::{for_each_worker_count, message, scheduler};
 
 /// Counts the polls of the future it wraps.
 struct CountPolls<'a, F> {
@@ -375,11 +375,7 @@ fn spawn_local_from_a_spawned_job_panics() {
             })
         }));
         let payload = result.expect_err("spawn_local from a spawned job must panic");
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .expect("panic message is a string");
+        let msg = message(&*payload);
         assert!(msg.contains("spawn_local"), "message: {msg}");
         assert_eq!(local_ran.load(SeqCst), 0);
         let stats = scheduler.last_frame_stats();

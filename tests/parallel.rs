@@ -14,7 +14,7 @@ use frame_scheduler::{ChunksJob, Frame, Scheduler, yield_now};
 
 mod common;
 
-use common::{for_each_worker_count, message, scheduler, within};
+use common::{Tracked, for_each_worker_count, message, scheduler, within};
 
 /// One slot per index, counting the calls that covered it.
 fn hits(len: usize) -> Vec<AtomicU32> {
@@ -514,15 +514,6 @@ fn panic_in_every_body_call_is_reported_once() {
     });
 }
 
-/// Counts the drops of a value moved into a body.
-struct DropCount<'a>(&'a AtomicUsize);
-
-impl Drop for DropCount<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, SeqCst);
-    }
-}
-
 #[test]
 fn bodies_are_dropped_exactly_once_when_their_loop_is_done() {
     for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
@@ -532,7 +523,7 @@ fn bodies_are_dropped_exactly_once_when_their_loop_is_done() {
             let out = catch_unwind(AssertUnwindSafe(|| {
                 scheduler.run_frame(async |frame| {
                     let drops = &drops;
-                    let guard = DropCount(drops);
+                    let guard = Tracked::new(drops);
                     let c = frame.parallel_for(0..len, 1, move |r| {
                         let _ = &guard;
                         if r.contains(&7) {
@@ -542,7 +533,7 @@ fn bodies_are_dropped_exactly_once_when_their_loop_is_done() {
                     c.await;
                     // Dropped by the last piece, before it took its length off the counter.
                     assert_eq!(drops.load(SeqCst), 1);
-                    let guard = DropCount(drops);
+                    let guard = Tracked::new(drops);
                     frame
                         .for_each_chunk(&mut items, 3, move |_, _| {
                             let _ = &guard;
@@ -675,18 +666,6 @@ fn helper_functions_taking_the_frame() {
     assert!(xs.iter().all(|&x| x == 2.0));
 }
 
-/// A mapped value that counts its drops.
-struct Mapped<'a> {
-    value: usize,
-    drops: &'a AtomicUsize,
-}
-
-impl Drop for Mapped<'_> {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
 #[test]
 fn map_keeps_the_order_of_its_items() {
     for_each_worker_count(&[1, 2, 3], |workers, scheduler| {
@@ -719,18 +698,18 @@ fn mapped_values_are_dropped_once_at_frame_end() {
             scheduler.run_frame(async |frame| {
                 let (drops, items) = (&drops, &items);
                 let out = frame
-                    .map(items, 16, move |&i| Mapped { value: i, drops })
+                    .map(items, 16, move |&i| Tracked(drops, i as u64))
                     .await;
-                assert!(out.iter().enumerate().all(|(i, m)| m.value == i));
+                assert!(out.iter().enumerate().all(|(i, m)| m.1 == i as u64));
                 // Replaced values are the caller's: dropped at once.
                 if len > 0 {
-                    out[0] = Mapped { value: 7, drops };
+                    out[0] = Tracked(drops, 7);
                     assert_eq!(drops.load(SeqCst), 1);
                 }
                 // Awaited from a job, on any worker.
                 let again = frame.spawn(async move {
                     frame
-                        .map(items, 16, move |&i| Mapped { value: i, drops })
+                        .map(items, 16, move |&i| Tracked(drops, i as u64))
                         .await
                         .len()
                 });
@@ -758,7 +737,7 @@ fn map_output_not_awaited_is_still_dropped_at_frame_end() {
     let items: Vec<usize> = (0..1000).collect();
     scheduler.run_frame(async |frame| {
         let drops = &drops;
-        drop(frame.map(&items, 1, move |&i| Mapped { value: i, drops }));
+        drop(frame.map(&items, 1, move |&i| Tracked(drops, i as u64)));
     });
     assert_eq!(drops.into_inner(), 1000);
 }
@@ -782,7 +761,7 @@ fn panic_in_map_drops_what_was_made_and_panics_the_awaiter() {
                             panic!("f panicked at 500");
                         }
                         made.fetch_add(1, SeqCst);
-                        Mapped { value: i, drops }
+                        Tracked(drops, i as u64)
                     });
                     use futures::FutureExt;
                     let caught = AssertUnwindSafe(job).catch_unwind().await;
