@@ -15,16 +15,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use common::{for_each_worker_count, payload_str, small_blocks, wait_until, within};
+use common::{Tracked, for_each_worker_count, payload_str, small_blocks, wait_until, within};
 use frame_scheduler::{Frame, JobHandle, Scheduler, yield_now};
 
 /// Polls a future once with a waker that does nothing.
 fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     Pin::new(f).poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
 }
-
-/// An output whose every drop is counted.
-type Counted<'e> = common::Tracked<'e>;
 
 /// Sets a flag when dropped (also while unwinding).
 struct SetOnDrop<'a>(&'a AtomicBool);
@@ -134,7 +131,7 @@ fn outputs_awaiting_each_others_handles_in_their_destructors_are_dropped_once_ea
 /// panic there goes to the frame).
 struct PollsOtherInDrop<'f, 'e> {
     drops: &'e AtomicUsize,
-    handle: Option<JobHandle<'f, Counted<'e>>>,
+    handle: Option<JobHandle<'f, Tracked<'e>>>,
 }
 
 impl Drop for PollsOtherInDrop<'_, '_> {
@@ -166,7 +163,7 @@ fn handle_polled_after_the_sweep_dropped_its_output_does_not_hit_an_internal_err
                         while !x_done_r.load(Ordering::SeqCst) {
                             yield_now().await;
                         }
-                        Counted::new(yd)
+                        Tracked::new(yd)
                     });
                     let x = frame.spawn(async move {
                         x_done_r.store(true, Ordering::SeqCst);
@@ -499,7 +496,7 @@ impl Drop for SpawnsForgottenJobInDrop<'_, '_> {
         let probe = self.probe;
         std::mem::forget(self.frame.spawn(async move {
             probe.ran.store(true, Ordering::SeqCst);
-            Counted::new(&probe.drops)
+            Tracked::new(&probe.drops)
         }));
         if wait_until(Duration::from_secs(1), || probe.ran.load(Ordering::SeqCst)) {
             // Let it complete and put its output on that worker's outputs list.
