@@ -6,6 +6,8 @@
 pub(crate) mod header;
 pub(crate) mod raw;
 pub(crate) mod state;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
 pub(crate) use header::{Header, JobKind, JobList, JobRef};
 pub(crate) use raw::{Job, JobVTable, PollOutcome};
