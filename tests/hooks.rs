@@ -196,3 +196,56 @@ fn builder_with_hooks_is_clone_and_debug() {
     assert_eq!(starts.lock().unwrap().len(), 2);
     drop((a, b));
 }
+
+/// The worker thread hooks: a panicking start hook on one worker; a stop hook that panics on every
+/// worker; hooks that run a frame of another scheduler.
+#[test]
+fn thread_hooks_under_panics_and_nesting() {
+    within(60, || {
+        use std::sync::Arc;
+        let started = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(AtomicUsize::new(0));
+        let (st, sp) = (Arc::clone(&started), Arc::clone(&stopped));
+        let err = Scheduler::builder()
+            .workers(5)
+            .on_worker_start(move |i| {
+                st.fetch_add(1, SeqCst);
+                if i == 3 {
+                    panic!("no priority for worker {i}");
+                }
+            })
+            .on_worker_stop(move |_| {
+                sp.fetch_add(1, SeqCst);
+            })
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("worker 3"), "{err}");
+        assert!(
+            err.to_string().contains("no priority for worker 3"),
+            "{err}"
+        );
+        assert_eq!(started.load(SeqCst), 4);
+        assert_eq!(stopped.load(SeqCst), 3);
+
+        // Hooks that run whole frames of another scheduler, and a stop hook that panics.
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (r1, r2) = (Arc::clone(&ran), Arc::clone(&ran));
+        let s = Scheduler::builder()
+            .workers(3)
+            .on_worker_start(move |i| {
+                let mut inner = Scheduler::builder().workers(2).build().unwrap();
+                let v =
+                    inner.run_frame(async |frame| *frame.alloc(i) + frame.spawn(async { 1 }).await);
+                r1.fetch_add(v, SeqCst);
+            })
+            .on_worker_stop(move |i| {
+                r2.fetch_add(100, SeqCst);
+                panic!("stop hook {i} panics");
+            })
+            .build()
+            .unwrap();
+        assert_eq!(ran.load(SeqCst), (1 + 1) + (2 + 1));
+        drop(s);
+        assert_eq!(ran.load(SeqCst), 5 + 200);
+    });
+}

@@ -20,9 +20,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::task::{Context, Poll, Wake, Waker};
 
+use super::header::Label;
 use super::raw::OVER_ALIGNED_OFFSET;
 use super::state::*;
 use super::{Header, Job, JobKind, PollOutcome};
+use crate::priority::Priority;
+use core::panic::Location;
 
 /// The message of a panic payload (a `&str` or a `String`).
 fn message(payload: &(dyn Any + Send)) -> &str {
@@ -53,6 +56,8 @@ impl<F: Future> TestJob<F> {
         let fields = Header::new(
             &Job::<F>::VTABLE,
             JobKind::Any,
+            Priority::Normal,
+            Label::at(Location::caller()),
             None,
             ptr::null(),
             SCHEDULED,
@@ -604,18 +609,19 @@ impl Future for Aligned4k<'_> {
 fn an_over_aligned_stage_is_aligned_and_inside_its_room_wherever_the_room_starts() {
     type J<'a> = Job<Aligned4k<'a>>;
     let room = J::ROOM;
-    assert_eq!(room.align(), 16);
+    let header_align = mem::align_of::<Header>();
+    assert_eq!(room.align(), header_align);
     assert_eq!(J::STAGE_OFFSET, OVER_ALIGNED_OFFSET);
     assert!(
         room.size() < OVER_ALIGNED_OFFSET + 4096 + 4096,
         "less than its alignment wasted"
     );
-    // Rooms starting at every 16-byte offset within a page.
+    // Rooms starting at every `header_align`-byte offset within a page.
     let pool = Layout::from_size_align(room.size() + 4096, 4096).unwrap();
     // SAFETY: a non-zero size.
     let base = NonNull::new(unsafe { alloc::alloc(pool) }).unwrap();
     let at = AtomicUsize::new(0);
-    for offset in (0..4096).step_by(16) {
+    for offset in (0..4096).step_by(header_align) {
         // SAFETY: `offset + room.size()` is within the pool.
         let start = unsafe { NonNull::new_unchecked(base.as_ptr().add(offset)) };
         let header = J::place(start);
@@ -623,7 +629,7 @@ fn an_over_aligned_stage_is_aligned_and_inside_its_room_wherever_the_room_starts
         let stage = header.as_ptr() as usize + OVER_ALIGNED_OFFSET;
         assert_eq!(stage % 4096, 0, "room at {offset}: stage misaligned");
         assert_eq!(
-            header.as_ptr() as usize % 16,
+            header.as_ptr() as usize % header_align,
             0,
             "room at {offset}: header misaligned"
         );
@@ -631,7 +637,16 @@ fn an_over_aligned_stage_is_aligned_and_inside_its_room_wherever_the_room_starts
             from + OVER_ALIGNED_OFFSET + mem::size_of::<Aligned4k<'_>>() <= room.size(),
             "room at {offset}: the stage ends past the room"
         );
-        let fields = Header::new(&J::VTABLE, JobKind::Any, None, ptr::null(), SCHEDULED, 0);
+        let fields = Header::new(
+            &J::VTABLE,
+            JobKind::Any,
+            Priority::Normal,
+            Label::at(Location::caller()),
+            None,
+            ptr::null(),
+            SCHEDULED,
+            0,
+        );
         // SAFETY: placed by `Job::place` in room of `Job::ROOM`'s size and alignment.
         unsafe { J::write(header, fields, Aligned4k(&at, [offset as u8; 100])) };
         // SAFETY: written just above; we hold the only reference.
