@@ -52,6 +52,9 @@ pub struct Scheduler {
     /// pinned to it (a thread is pinned the first time it runs a frame).
     driver_core: Option<core_affinity::CoreId>,
     pinned_driver: Option<std::thread::ThreadId>,
+    /// Held while this scheduler's threads are pinned by default, so that a second scheduler
+    /// does not pin its threads onto the same cores.
+    _pin_claim: Option<PinClaim>,
     collector: Collector,
 }
 
@@ -80,8 +83,10 @@ pub struct SchedulerBuilder {
     arena_block_size: usize,
     arena_trim_after: usize,
     queue_capacity: usize,
-    pin_threads: bool,
-    pin_driver: bool,
+    /// `None`: pin where it is safe (see `pin_threads`).
+    pin_threads: Option<bool>,
+    /// `None`: as the workers are pinned.
+    pin_driver: Option<bool>,
     stack_size: Option<usize>,
     trace_capacity: usize,
     on_worker_start: Option<ThreadHook>,
@@ -131,6 +136,33 @@ impl std::error::Error for BuildError {}
 impl BuildError {
     fn new(message: String) -> BuildError {
         BuildError { message }
+    }
+}
+
+/// The claim on this process's cores for pinning by default: one scheduler at a time pins its
+/// threads unless told to. Released on drop.
+#[derive(Debug)]
+struct PinClaim;
+
+static PIN_CLAIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl PinClaim {
+    fn try_take() -> Option<PinClaim> {
+        PIN_CLAIMED
+            .compare_exchange(
+                false,
+                true,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .ok()
+            .map(|_| PinClaim)
+    }
+}
+
+impl Drop for PinClaim {
+    fn drop(&mut self) {
+        PIN_CLAIMED.store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -226,9 +258,14 @@ impl SchedulerBuilder {
     /// lightly, until the frame comes or [`prewake_hover`](Self::prewake_hover) after it was
     /// due. A worker woken by the driving thread after a long sleep may start late (the system
     /// can put it on the driver's own busy core); one that woke by itself is already running.
-    /// Each pre-woken worker spends about this much CPU per frame. Default 100 µs;
-    /// `Duration::ZERO` turns learned pre-waking off ([`Scheduler::prewake`] still works). At
-    /// most 100 ms.
+    /// Each pre-woken worker spends about this much CPU per frame. At most 100 ms.
+    ///
+    /// Default `Duration::ZERO`: off ([`Scheduler::prewake`] still works). Measured on a 2-core
+    /// VM (BENCHMARKS.md), pinned threads (the default where safe, see
+    /// [`pin_threads`](Self::pin_threads)) start a frame after idle as fast without pre-waking
+    /// and at half the CPU per frame, and unpinned ones were not made reliably faster by it.
+    /// Try it (300 µs or more) where pinning is not possible and frames come at a steady
+    /// rhythm.
     pub fn prewake_lead(mut self, lead: Duration) -> Self {
         self.prewake_lead = lead;
         self
@@ -242,19 +279,31 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Pins background worker `i` to core `i` (core 0 is left to the driving thread; see
-    /// [`pin_driver`](Self::pin_driver)). Needs one core per worker. Default off.
+    /// Pins background worker `i` to core `i`, and (unless [`pin_driver(false)`](Self::pin_driver))
+    /// the thread that calls `run_frame` to core 0. `true` needs one core per worker (else
+    /// `build` is an `Err`); `false` leaves every thread where the system puts it.
+    ///
+    /// Default: pinned where it is safe: when the process may run on at least as many cores
+    /// as there are workers, there are at least two workers, and no other live scheduler of
+    /// this process has pinned its threads (the first scheduler to pin holds the cores until
+    /// it is dropped). Otherwise not pinned.
+    ///
+    /// Why: after an idle gap (a render loop sleeping until vsync) the system often puts a
+    /// woken worker on the core where the driving thread is already running the frame, where
+    /// it waits for the driver's time slice. Measured on a 2-core VM (8 jobs of 250 µs after
+    /// 16 ms of sleep, `compare/examples/idle.rs` and BENCHMARKS.md): about 2× the ideal frame
+    /// time unpinned, about 1.05× pinned, and pinned threads also burn the least CPU per frame.
     pub fn pin_threads(mut self, pin: bool) -> Self {
-        self.pin_threads = pin;
+        self.pin_threads = Some(pin);
         self
     }
 
-    /// With [`pin_threads(true)`](Self::pin_threads), also pins the thread that calls
-    /// `run_frame` to core 0, the first time it runs a frame (the pinning stays on that thread
-    /// after the frame: it is the engine's render thread). Then no background worker ever
-    /// waits for the driver's core. Default off: the driving thread belongs to the caller.
+    /// Whether pinning includes the thread that calls `run_frame` (to core 0, the first time
+    /// it runs a frame; the pinning stays on that thread afterwards: it is the engine's render
+    /// thread). Then no background worker ever waits for the driver's core. Default: `true`
+    /// when the workers are pinned. `pin_driver(true)` with `pin_threads(false)` is an `Err`.
     pub fn pin_driver(mut self, pin: bool) -> Self {
-        self.pin_driver = pin;
+        self.pin_driver = Some(pin);
         self
     }
 
@@ -392,10 +441,11 @@ impl SchedulerBuilder {
                 )));
             }
         }
-        if self.pin_driver && !self.pin_threads {
+        if self.pin_driver == Some(true) && self.pin_threads == Some(false) {
             return Err(BuildError::new(
-                "pin_driver(true) pins the driving thread beside pinned workers: add \
-                 pin_threads(true), or leave pin_driver off"
+                "pin_driver(true) pins the driving thread beside pinned workers, but \
+                 pin_threads(false) leaves the workers unpinned: drop pin_threads(false), or \
+                 pin_driver(true)"
                     .into(),
             ));
         }
@@ -417,19 +467,29 @@ impl SchedulerBuilder {
                 self.queue_capacity
             )));
         }
-        let cores = if self.pin_threads {
-            let cores = core_affinity::get_core_ids().unwrap_or_default();
-            if cores.len() < workers {
-                return Err(BuildError::new(format!(
-                    "pin_threads(true) needs one core per worker, but this machine offers {} \
-                     cores to this process and workers({workers}) asks for more: lower \
-                     workers or leave pinning off",
-                    cores.len()
-                )));
+        let (cores, pin_claim) = match self.pin_threads {
+            Some(true) => {
+                let cores = core_affinity::get_core_ids().unwrap_or_default();
+                if cores.len() < workers {
+                    return Err(BuildError::new(format!(
+                        "pin_threads(true) needs one core per worker, but this machine offers {} \
+                         cores to this process and workers({workers}) asks for more: lower \
+                         workers or leave pinning off",
+                        cores.len()
+                    )));
+                }
+                (cores, PinClaim::try_take())
             }
-            cores
-        } else {
-            Vec::new()
+            Some(false) => (Vec::new(), None),
+            // Pin where it is safe (see `pin_threads`).
+            None if workers >= 2 => {
+                let cores = core_affinity::get_core_ids().unwrap_or_default();
+                match PinClaim::try_take() {
+                    Some(claim) if cores.len() >= workers => (cores, Some(claim)),
+                    _ => (Vec::new(), None),
+                }
+            }
+            None => (Vec::new(), None),
         };
 
         // Memory first, with fallible allocation: a setting the machine cannot honour is an
@@ -477,9 +537,10 @@ impl SchedulerBuilder {
             shared,
             threads: Vec::new(),
             next_index: 0,
-            driver_core: (self.pin_threads && self.pin_driver)
+            driver_core: (self.pin_driver != Some(false))
                 .then(|| cores.first().copied())
                 .flatten(),
+            _pin_claim: pin_claim,
             pinned_driver: None,
             stats: collector.empty_stats(),
             collector,
@@ -605,9 +666,9 @@ impl Scheduler {
             arena_block_size: 256 * 1024,
             arena_trim_after: 120,
             queue_capacity: 16384,
-            pin_threads: false,
-            pin_driver: false,
-            prewake_lead: Duration::from_micros(100),
+            pin_threads: None,
+            pin_driver: None,
+            prewake_lead: Duration::ZERO,
             prewake_hover: Duration::from_micros(500),
             stack_size: None,
             trace_capacity: 0,
@@ -767,6 +828,7 @@ impl Scheduler {
         shared
             .frame_active
             .store(false, std::sync::atomic::Ordering::Relaxed);
+        shared.pacing.frame_ended();
         if shared.pacing.expects_frame() {
             // Workers that parked during the frame would sleep through the next one's window:
             // let them re-park with its deadline.

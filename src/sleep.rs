@@ -246,12 +246,20 @@ impl Sleep {
     }
 }
 
-/// When the next frame is expected, learned from the starts of the last ones, and the window
-/// around it during which idle workers look for work instead of parking (see the module docs).
+/// When the next frame is expected, learned from the last frames, and the window around it
+/// during which idle workers look for work instead of parking (see the module docs).
 ///
-/// Written by the driving thread at each frame start and by `Scheduler::prewake`; read by idle
-/// workers. Relaxed: a stale or torn window only makes a worker hover or park when it need not,
-/// and parking itself follows the strict protocol above.
+/// Two rhythms are common: a loop that sleeps until the next vsync tick (a steady *period*
+/// between frame starts) and a loop that sleeps a fixed time after each frame (a steady *gap*
+/// from one frame's end to the next one's start, whatever the frames' lengths). At each frame
+/// end both predict the next start; at the next start, whichever came closer is used for the
+/// next window, widened by how far it missed, and only if it missed by at most an eighth of
+/// the period (a steady rhythm).
+///
+/// Every field but the window is written only by the driving thread (`run_frame`, which holds
+/// the `Scheduler` exclusively); the window is also written by `Scheduler::prewake` and read by
+/// idle workers. All relaxed: a stale or torn window only makes a worker hover or park when it
+/// need not, and parking itself follows the strict protocol above.
 #[derive(Debug)]
 pub(crate) struct Pacing {
     base: Instant,
@@ -259,48 +267,101 @@ pub(crate) struct Pacing {
     lead: u64,
     /// How long a window stays open after its expected start (or after `prewake`).
     hover: u64,
-    /// Nanoseconds since `base`: the last frame's start, and the interval before it.
-    last_start: AtomicU64,
-    last_interval: AtomicU64,
+    /// Nanoseconds since `base` (`0`: none yet): the last frame's start and end, the last
+    /// period (start to start) and gap (end to start).
+    start: AtomicU64,
+    end: AtomicU64,
+    period: AtomicU64,
+    gap: AtomicU64,
+    /// The next start as predicted at the last frame end, by the period and by the gap.
+    by_period: AtomicU64,
+    by_gap: AtomicU64,
+    /// Whether the gap predicted the last start better, and by how much the better one missed
+    /// (`u64::MAX`: no prediction yet).
+    use_gap: std::sync::atomic::AtomicBool,
+    miss: AtomicU64,
     /// The window, in nanoseconds since `base`; empty when `from >= until`.
     from: AtomicU64,
     until: AtomicU64,
 }
 
+/// The most a window is widened by a missed prediction.
+const MAX_SLACK: u64 = 1_000_000;
+
 impl Pacing {
     pub(crate) fn new(lead: Duration, hover: Duration) -> Pacing {
+        let zero = || AtomicU64::new(0);
         Pacing {
             base: Instant::now(),
             lead: lead.as_nanos() as u64,
             hover: hover.as_nanos() as u64,
-            last_start: AtomicU64::new(0),
-            last_interval: AtomicU64::new(0),
-            from: AtomicU64::new(0),
-            until: AtomicU64::new(0),
+            start: zero(),
+            end: zero(),
+            period: zero(),
+            gap: zero(),
+            by_period: zero(),
+            by_gap: zero(),
+            use_gap: std::sync::atomic::AtomicBool::new(false),
+            miss: AtomicU64::new(u64::MAX),
+            from: zero(),
+            until: zero(),
         }
     }
 
     fn now(&self) -> u64 {
-        // `base` is in the past; a process does not run for 584 years.
-        self.base.elapsed().as_nanos() as u64
+        // `base` is in the past; a process does not run for 584 years. `+ 1` keeps 0 for "none".
+        self.base.elapsed().as_nanos() as u64 + 1
     }
 
-    /// A frame starts now (driving thread): learn the period, and open a window around the
-    /// next start if the last two intervals agree within an eighth (a steady rhythm).
+    /// A frame starts now (driving thread): score the two predictions, learn the period and
+    /// the gap.
     pub(crate) fn frame_started(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
         let now = self.now();
-        let last = self
-            .last_start
-            .swap(now, std::sync::atomic::Ordering::Relaxed);
-        let interval = now.saturating_sub(last);
-        let before = self
-            .last_interval
-            .swap(interval, std::sync::atomic::Ordering::Relaxed);
-        if self.lead == 0 || last == 0 || before.abs_diff(interval) > interval / 8 {
+        let (by_period, by_gap) = (self.by_period.load(Relaxed), self.by_gap.load(Relaxed));
+        if by_period != 0 && by_gap != 0 {
+            let (period_miss, gap_miss) = (now.abs_diff(by_period), now.abs_diff(by_gap));
+            self.use_gap.store(gap_miss < period_miss, Relaxed);
+            self.miss.store(period_miss.min(gap_miss), Relaxed);
+        }
+        let (start, end) = (self.start.load(Relaxed), self.end.load(Relaxed));
+        if start != 0 {
+            self.period.store(now - start, Relaxed);
+        }
+        if end != 0 {
+            self.gap.store(now - end, Relaxed);
+        }
+        self.start.store(now, Relaxed);
+    }
+
+    /// A frame ended now (driving thread): predict the next start, and open a window around it
+    /// if the rhythm is steady.
+    pub(crate) fn frame_ended(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.now();
+        self.end.store(now, Relaxed);
+        let (period, gap) = (self.period.load(Relaxed), self.gap.load(Relaxed));
+        if period == 0 || gap == 0 {
             return;
         }
-        let next = now + interval;
-        self.open(next.saturating_sub(self.lead), next + self.hover);
+        let by_period = self.start.load(Relaxed) + period;
+        let by_gap = now + gap;
+        self.by_period.store(by_period, Relaxed);
+        self.by_gap.store(by_gap, Relaxed);
+        let miss = self.miss.load(Relaxed);
+        if self.lead == 0 || miss > period / 8 {
+            return;
+        }
+        let next = if self.use_gap.load(Relaxed) {
+            by_gap
+        } else {
+            by_period
+        };
+        let slack = miss.min(MAX_SLACK);
+        self.open(
+            next.saturating_sub(self.lead + slack),
+            next + self.hover + slack,
+        );
     }
 
     /// Opens a window now (`Scheduler::prewake`).
@@ -350,12 +411,15 @@ pub(crate) enum BetweenFrames {
     Hover,
 }
 
-/// Spins between two looks for work while hovering: light enough that a window of a few
-/// hundred microseconds costs little, short enough that a frame's first job waits little.
+/// Waits between two looks for work while hovering: a short spin, then the rest of the time
+/// slice to any other thread ready on this core (the driving thread, if the system put it
+/// here: a hovering worker must not delay the frame it waits for). On an otherwise idle core
+/// the yield returns at once.
 pub(crate) fn hover_round() {
-    for _ in 0..256 {
+    for _ in 0..64 {
         spin_loop();
     }
+    yield_thread();
 }
 
 /// How long an idle thread keeps looking for work before it parks.

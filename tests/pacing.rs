@@ -44,6 +44,7 @@ fn paced_irregular_and_back_to_back_frames_run_every_job() {
         for workers in [1, 2, 4] {
             let mut s = Scheduler::builder()
                 .workers(workers)
+                .pin_threads(false)
                 .prewake_lead(lead)
                 .prewake_hover(hover)
                 .build()
@@ -65,7 +66,12 @@ fn paced_irregular_and_back_to_back_frames_run_every_job() {
 /// joins them.
 #[test]
 fn prewake_at_any_time_is_harmless() {
-    let mut s = common::scheduler(3);
+    let mut s = Scheduler::builder()
+        .workers(3)
+        .pin_threads(false)
+        .prewake_lead(Duration::from_micros(300))
+        .build()
+        .unwrap();
     s.prewake();
     s.prewake();
     std::thread::sleep(Duration::from_millis(2));
@@ -96,14 +102,15 @@ fn prewake_settings_out_of_range_are_errors_naming_them() {
 }
 
 #[test]
-fn pin_driver_without_pin_threads_is_an_error_saying_what_to_add() {
+fn pin_driver_with_pin_threads_false_is_an_error_saying_what_to_change() {
     let err = Scheduler::builder()
         .workers(2)
+        .pin_threads(false)
         .pin_driver(true)
         .build()
         .unwrap_err()
         .to_string();
-    assert!(err.contains("pin_threads(true)"), "{err}");
+    assert!(err.contains("pin_threads(false)"), "{err}");
 }
 
 /// With `pin_driver`, the driving thread ends up on core 0 alone; frames still run every job.

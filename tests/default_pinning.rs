@@ -1,0 +1,88 @@
+//! Pinning by default where it is safe: the first scheduler of a process with enough cores
+//! pins its threads (the driving thread to one core), a second one alive at the same time does
+//! not, and the claim on the cores goes with the first scheduler's drop. One test in its own
+//! binary: other tests' schedulers would hold the claim.
+
+use std::thread;
+
+use frame_scheduler::Scheduler;
+
+/// How many CPUs the calling thread may run on (Linux), from `/proc/thread-self/status`.
+fn allowed_cpus() -> usize {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("Linux /proc");
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("a Cpus_allowed_list line")
+        .trim()
+        .to_owned();
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
+            None => 1,
+        })
+        .sum()
+}
+
+/// Runs one frame of `s` on a fresh thread; returns how many CPUs that thread may use after.
+fn drive_once(s: &mut Scheduler) -> usize {
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                s.run_frame(async |frame| frame.spawn(async { 1 }).await);
+                allowed_cpus()
+            })
+            .join()
+            .unwrap()
+    })
+}
+
+#[test]
+fn the_first_scheduler_pins_by_default_and_hands_the_cores_on() {
+    let cores = allowed_cpus();
+    if cores < 2 {
+        // One core: pinning two workers is never safe, and nothing is pinned.
+        let mut s = Scheduler::builder().workers(2).build().unwrap();
+        assert_eq!(drive_once(&mut s), cores);
+        return;
+    }
+    let mut first = Scheduler::builder().workers(2).build().unwrap();
+    assert_eq!(
+        drive_once(&mut first),
+        1,
+        "the first scheduler pins its driver"
+    );
+    let mut second = Scheduler::builder().workers(2).build().unwrap();
+    assert_eq!(
+        drive_once(&mut second),
+        cores,
+        "a second scheduler alive beside the first does not pin"
+    );
+    // Explicitly unpinned: never pinned, claim or no claim.
+    let mut unpinned = Scheduler::builder()
+        .workers(2)
+        .pin_threads(false)
+        .build()
+        .unwrap();
+    assert_eq!(drive_once(&mut unpinned), cores);
+    // Pinned workers, driving thread left alone.
+    let mut workers_only = Scheduler::builder()
+        .workers(2)
+        .pin_threads(true)
+        .pin_driver(false)
+        .build()
+        .unwrap();
+    assert_eq!(drive_once(&mut workers_only), cores);
+    drop((first, second));
+    let mut third = Scheduler::builder().workers(2).build().unwrap();
+    drop(workers_only);
+    assert_eq!(
+        drive_once(&mut third),
+        1,
+        "the cores go to the next scheduler once the first is dropped"
+    );
+    // More workers than cores: not safe, not pinned.
+    drop((third, unpinned));
+    let mut crowded = Scheduler::builder().workers(cores + 1).build().unwrap();
+    assert_eq!(drive_once(&mut crowded), cores);
+}
