@@ -279,9 +279,10 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Pins background worker `i` to core `i`, and (unless [`pin_driver(false)`](Self::pin_driver))
-    /// the thread that calls `run_frame` to core 0. `true` needs one core per worker (else
-    /// `build` is an `Err`); `false` leaves every thread where the system puts it.
+    /// Pins background worker `i` to core `i` (core 0 is left for the thread that calls
+    /// `run_frame`, which is pinned there only with [`pin_driver(true)`](Self::pin_driver)).
+    /// `true` needs one core per worker (else `build` is an `Err`); `false` leaves every
+    /// thread where the system puts it.
     ///
     /// Default: pinned where it is safe: when the process may run on at least as many cores
     /// as there are workers, there are at least two workers, and no other live scheduler of
@@ -292,16 +293,19 @@ impl SchedulerBuilder {
     /// woken worker on the core where the driving thread is already running the frame, where
     /// it waits for the driver's time slice. Measured on a 2-core VM (8 jobs of 250 µs after
     /// 16 ms of sleep, `compare/examples/idle.rs` and BENCHMARKS.md): about 2× the ideal frame
-    /// time unpinned, about 1.05× pinned, and pinned threads also burn the least CPU per frame.
+    /// time unpinned, about 1.1× with the workers pinned (BENCHMARKS.md has the figures). The
+    /// driving thread is not pinned by default: it is the caller's thread, threads it starts
+    /// inherit its affinity, and the system moves it off a pinned worker's core when it must.
     pub fn pin_threads(mut self, pin: bool) -> Self {
         self.pin_threads = Some(pin);
         self
     }
 
     /// Whether pinning includes the thread that calls `run_frame` (to core 0, the first time
-    /// it runs a frame; the pinning stays on that thread afterwards: it is the engine's render
-    /// thread). Then no background worker ever waits for the driver's core. Default: `true`
-    /// when the workers are pinned. `pin_driver(true)` with `pin_threads(false)` is an `Err`.
+    /// it runs a frame; the pinning stays on that thread afterwards, and threads it starts
+    /// inherit it: use it for an engine's dedicated render thread). Then no background worker
+    /// ever waits for the driver's core. Default `false`. Takes effect when the workers are
+    /// pinned; `pin_driver(true)` with `pin_threads(false)` is an `Err`.
     pub fn pin_driver(mut self, pin: bool) -> Self {
         self.pin_driver = Some(pin);
         self
@@ -537,7 +541,7 @@ impl SchedulerBuilder {
             shared,
             threads: Vec::new(),
             next_index: 0,
-            driver_core: (self.pin_driver != Some(false))
+            driver_core: (self.pin_driver == Some(true))
                 .then(|| cores.first().copied())
                 .flatten(),
             _pin_claim: pin_claim,
@@ -776,7 +780,7 @@ impl Scheduler {
         let index = self.next_index;
         self.next_index += 1;
         let before = shared.totals();
-        shared.pacing.frame_started();
+        shared.pacing.frame_started(start);
         shared
             .frame_active
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -825,17 +829,6 @@ impl Scheduler {
             core::mem::forget(guard);
             output
         };
-        shared
-            .frame_active
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-        shared.pacing.frame_ended();
-        if shared.pacing.expects_frame() {
-            // Workers that parked during the frame would sleep through the next one's window:
-            // let them re-park with its deadline.
-            for i in 1..shared.workers.len() {
-                shared.sleep.notify(i);
-            }
-        }
 
         // Every job is done and nothing can spawn any more: clean up the frame.
         let guard = AbortOnUnwind("the end of a frame");
@@ -847,7 +840,18 @@ impl Scheduler {
             unsafe { shared.tracer.frame_end(index) };
         }
         let after = shared.totals();
-        let elapsed = start.elapsed();
+        let end = Instant::now();
+        let elapsed = end - start;
+        shared
+            .frame_active
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if shared.pacing.frame_ended(end) {
+            // Workers that parked during the frame would sleep through the next one's window:
+            // let them re-park with its deadline.
+            for i in 1..shared.workers.len() {
+                shared.sleep.notify(i);
+            }
+        }
         let rows = &mut self.stats.workers;
         self.collector.end(shared, index, start_ns, elapsed, rows);
         self.stats = FrameStats {

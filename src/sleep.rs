@@ -280,10 +280,16 @@ pub(crate) struct Pacing {
     /// (`u64::MAX`: no prediction yet).
     use_gap: std::sync::atomic::AtomicBool,
     miss: AtomicU64,
+    /// See [`Pacing::back_to_back`]; read by idle workers.
+    back_to_back: std::sync::atomic::AtomicBool,
     /// The window, in nanoseconds since `base`; empty when `from >= until`.
     from: AtomicU64,
     until: AtomicU64,
 }
+
+/// A gap between frames shorter than this makes them back to back (see
+/// [`Pacing::back_to_back`]).
+const BACK_TO_BACK: u64 = 200_000;
 
 /// The most a window is widened by a missed prediction.
 const MAX_SLACK: u64 = 1_000_000;
@@ -303,21 +309,35 @@ impl Pacing {
             by_gap: zero(),
             use_gap: std::sync::atomic::AtomicBool::new(false),
             miss: AtomicU64::new(u64::MAX),
+            back_to_back: std::sync::atomic::AtomicBool::new(false),
             from: zero(),
             until: zero(),
         }
     }
 
-    fn now(&self) -> u64 {
-        // `base` is in the past; a process does not run for 584 years. `+ 1` keeps 0 for "none".
-        self.base.elapsed().as_nanos() as u64 + 1
+    /// `at` in nanoseconds since `base` (`+ 1` keeps 0 for "none"; a process does not run for
+    /// 584 years).
+    fn ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_nanos() as u64 + 1
     }
 
-    /// A frame starts now (driving thread): score the two predictions, learn the period and
-    /// the gap.
-    pub(crate) fn frame_started(&self) {
+    fn now(&self) -> u64 {
+        self.ns(Instant::now())
+    }
+
+    /// Whether frames come back to back (the last gap between a frame's end and the next
+    /// one's start was under [`BACK_TO_BACK`]): then idle workers between frames spin as they
+    /// do inside a frame instead of parking at once, so that the next frame needs no wake.
+    #[inline]
+    pub(crate) fn back_to_back(&self) -> bool {
+        self.back_to_back.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A frame starts at `at` (driving thread): score the two predictions, learn the period
+    /// and the gap.
+    pub(crate) fn frame_started(&self, at: Instant) {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = self.now();
+        let now = self.ns(at);
         let (by_period, by_gap) = (self.by_period.load(Relaxed), self.by_gap.load(Relaxed));
         if by_period != 0 && by_gap != 0 {
             let (period_miss, gap_miss) = (now.abs_diff(by_period), now.abs_diff(by_gap));
@@ -331,18 +351,21 @@ impl Pacing {
         if end != 0 {
             self.gap.store(now - end, Relaxed);
         }
+        self.back_to_back
+            .store(end != 0 && now - end < BACK_TO_BACK, Relaxed);
         self.start.store(now, Relaxed);
     }
 
-    /// A frame ended now (driving thread): predict the next start, and open a window around it
-    /// if the rhythm is steady.
-    pub(crate) fn frame_ended(&self) {
+    /// A frame ended at `at` (driving thread): predict the next start, and open a window
+    /// around it if the rhythm is steady. Returns whether a window is open or ahead (idle
+    /// workers parked without a deadline should be woken to park again with one).
+    pub(crate) fn frame_ended(&self, at: Instant) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        let now = self.now();
+        let now = self.ns(at);
         self.end.store(now, Relaxed);
         let (period, gap) = (self.period.load(Relaxed), self.gap.load(Relaxed));
         if period == 0 || gap == 0 {
-            return;
+            return false;
         }
         let by_period = self.start.load(Relaxed) + period;
         let by_gap = now + gap;
@@ -350,7 +373,7 @@ impl Pacing {
         self.by_gap.store(by_gap, Relaxed);
         let miss = self.miss.load(Relaxed);
         if self.lead == 0 || miss > period / 8 {
-            return;
+            return false;
         }
         let next = if self.use_gap.load(Relaxed) {
             by_gap
@@ -362,6 +385,7 @@ impl Pacing {
             next.saturating_sub(self.lead + slack),
             next + self.hover + slack,
         );
+        true
     }
 
     /// Opens a window now (`Scheduler::prewake`).
@@ -376,11 +400,6 @@ impl Pacing {
         self.until
             .store(until, std::sync::atomic::Ordering::Relaxed);
         self.from.store(from, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether a window is open or ahead: a frame is expected soon.
-    pub(crate) fn expects_frame(&self) -> bool {
-        self.until.load(std::sync::atomic::Ordering::Relaxed) > self.now()
     }
 
     /// What an idle worker between frames should do now.

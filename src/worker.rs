@@ -723,9 +723,11 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
+        // Frames that come back to back are one long frame to an idle worker.
         let in_frame = shared
             .frame_active
-            .load(std::sync::atomic::Ordering::Relaxed);
+            .load(std::sync::atomic::Ordering::Relaxed)
+            || shared.pacing.back_to_back();
         if in_frame && idle_round(&mut round, WORKER_IDLE) {
             continue;
         }

@@ -1,7 +1,8 @@
 //! Pinning by default where it is safe: the first scheduler of a process with enough cores
-//! pins its threads (the driving thread to one core), a second one alive at the same time does
-//! not, and the claim on the cores goes with the first scheduler's drop. One test in its own
-//! binary: other tests' schedulers would hold the claim.
+//! pins its background workers (each to one core; the driving thread only with
+//! `pin_driver(true)`), a second one alive at the same time does not, and the claim on the
+//! cores goes with the first scheduler's drop. One test in its own binary: other tests'
+//! schedulers would hold the claim.
 
 use std::thread;
 
@@ -24,13 +25,34 @@ fn allowed_cpus() -> usize {
         .sum()
 }
 
-/// Runs one frame of `s` on a fresh thread; returns how many CPUs that thread may use after.
-fn drive_once(s: &mut Scheduler) -> usize {
+/// Runs one frame of `s` on a fresh thread; returns how many CPUs that thread may use after,
+/// and how many the background worker that ran a job blocking until it moved may use.
+fn drive_once(s: &mut Scheduler) -> (usize, usize) {
     thread::scope(|scope| {
         scope
             .spawn(|| {
-                s.run_frame(async |frame| frame.spawn(async { 1 }).await);
-                allowed_cpus()
+                let driver = thread::current().id();
+                // 64 jobs of 200 µs: the background worker runs some of them and reports
+                // the CPUs it may use.
+                let seen = std::sync::Mutex::new(None);
+                s.run_frame(async |frame| {
+                    let c = frame.counter();
+                    for _ in 0..64 {
+                        let seen = &seen;
+                        frame.spawn_counted(c, async move {
+                            if thread::current().id() != driver {
+                                *seen.lock().unwrap() = Some(allowed_cpus());
+                            }
+                            std::thread::sleep(std::time::Duration::from_micros(200));
+                        });
+                    }
+                    c.await;
+                });
+                let worker = seen.into_inner().unwrap();
+                (
+                    allowed_cpus(),
+                    worker.expect("a background worker ran a job"),
+                )
             })
             .join()
             .unwrap()
@@ -43,19 +65,19 @@ fn the_first_scheduler_pins_by_default_and_hands_the_cores_on() {
     if cores < 2 {
         // One core: pinning two workers is never safe, and nothing is pinned.
         let mut s = Scheduler::builder().workers(2).build().unwrap();
-        assert_eq!(drive_once(&mut s), cores);
+        assert_eq!(drive_once(&mut s), (cores, cores));
         return;
     }
     let mut first = Scheduler::builder().workers(2).build().unwrap();
     assert_eq!(
         drive_once(&mut first),
-        1,
-        "the first scheduler pins its driver"
+        (cores, 1),
+        "the first scheduler pins its worker, not its driver"
     );
     let mut second = Scheduler::builder().workers(2).build().unwrap();
     assert_eq!(
         drive_once(&mut second),
-        cores,
+        (cores, cores),
         "a second scheduler alive beside the first does not pin"
     );
     // Explicitly unpinned: never pinned, claim or no claim.
@@ -64,25 +86,25 @@ fn the_first_scheduler_pins_by_default_and_hands_the_cores_on() {
         .pin_threads(false)
         .build()
         .unwrap();
-    assert_eq!(drive_once(&mut unpinned), cores);
-    // Pinned workers, driving thread left alone.
-    let mut workers_only = Scheduler::builder()
+    assert_eq!(drive_once(&mut unpinned), (cores, cores));
+    // Explicitly pinned with the driving thread: pinned, claim or no claim.
+    let mut with_driver = Scheduler::builder()
         .workers(2)
         .pin_threads(true)
-        .pin_driver(false)
+        .pin_driver(true)
         .build()
         .unwrap();
-    assert_eq!(drive_once(&mut workers_only), cores);
+    assert_eq!(drive_once(&mut with_driver), (1, 1));
     drop((first, second));
     let mut third = Scheduler::builder().workers(2).build().unwrap();
-    drop(workers_only);
+    drop(with_driver);
     assert_eq!(
         drive_once(&mut third),
-        1,
+        (cores, 1),
         "the cores go to the next scheduler once the first is dropped"
     );
     // More workers than cores: not safe, not pinned.
     drop((third, unpinned));
     let mut crowded = Scheduler::builder().workers(cores + 1).build().unwrap();
-    assert_eq!(drive_once(&mut crowded), cores);
+    assert_eq!(drive_once(&mut crowded), (cores, cores));
 }
