@@ -537,10 +537,17 @@ impl Systems {
         assert!(threads >= 1, "need at least one thread");
         Systems {
             threads,
-            frame: Scheduler::builder()
-                .workers(threads)
+            frame: {
+                let builder = Scheduler::builder().workers(threads);
+                // `FS_PIN=0`: frame-scheduler with its threads unpinned (the default pins the
+                // workers where it is safe), to see what pinning changes.
+                match std::env::var("FS_PIN").as_deref() {
+                    Ok("0") => builder.pin_threads(false),
+                    _ => builder,
+                }
                 .build()
-                .expect("build frame-scheduler"),
+                .expect("build frame-scheduler")
+            },
             rayon: rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .thread_name(|i| format!("rayon-{i}"))
