@@ -837,7 +837,7 @@ impl Scheduler {
         core::mem::forget(guard);
         if shared.tracer.is_on() {
             // SAFETY: the driving thread inside `run_frame`.
-            unsafe { shared.tracer.frame_end(index) };
+            unsafe { shared.tracer.frame_end(index, arena.used.used) };
         }
         let after = shared.totals();
         let end = Instant::now();

@@ -1,6 +1,7 @@
 //! Traces of real frames: the Chrome JSON parses, every poll is a slice, every flow has both
-//! ends, times rise on every track, a job that moves between workers keeps one id, and the SVG
-//! has one rectangle per poll.
+//! ends, times rise on every track, a job that moves between workers keeps one id, the arena
+//! counter track shows each frame's `FrameStats::arena_bytes`, and the SVG has one rectangle per
+//! poll.
 
 mod common;
 
@@ -148,4 +149,50 @@ fn start_trace_without_capacity_panics_with_a_clear_message() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("trace_capacity"), "{e}");
+}
+
+#[test]
+fn chrome_json_has_each_frames_arena_bytes_as_a_counter() {
+    let mut s = Scheduler::builder()
+        .workers(2)
+        .trace_capacity(1 << 12)
+        .build()
+        .unwrap();
+    s.start_trace();
+    let mut stats = Vec::new();
+    for n in [10u32, 200] {
+        s.run_frame(async |frame| {
+            let c = frame.counter();
+            for i in 0..n {
+                frame.spawn_counted(c, async move {
+                    std::hint::black_box(i);
+                });
+            }
+            c.await;
+        });
+        stats.push(s.last_frame_stats().arena_bytes);
+    }
+    let trace = s.take_trace();
+    assert!(stats[1] > stats[0], "{stats:?}");
+    let ends: Vec<_> = trace
+        .events()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::FrameEnd { arena_bytes, .. } => Some(arena_bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, stats);
+    let mut out = Vec::new();
+    trace.write_chrome_json(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+    let arena: Vec<_> = v["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "C" && e["name"] == "arena")
+        .map(|e| e["args"]["bytes"].as_u64().unwrap() as usize)
+        .collect();
+    // Each frame's bytes from its begin, 0 from its end.
+    assert_eq!(arena, [stats[0], 0, stats[1], 0]);
 }

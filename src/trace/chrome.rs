@@ -115,6 +115,18 @@ impl Records {
         self.push(ts, 2, 0, o.finish());
     }
 
+    /// A sample of counter track `name` (one track per key of `args`).
+    fn counter(&mut self, ts: u64, name: &str, args: Obj) {
+        let mut o = Obj::new();
+        o.str("name", name)
+            .str("ph", "C")
+            .raw("ts", Micros(ts))
+            .num("pid", PID)
+            .num("tid", 0usize)
+            .raw("args", args.finish());
+        self.push(ts, 3, 0, o.finish());
+    }
+
     /// One end of flow `id`: `s` binds to the slice enclosing it, `f` (with `bp: e`) to the
     /// slice enclosing it, which is the poll starting at `ts`.
     fn flow_end(&mut self, ph: &str, id: u64, tid: usize, ts: u64, name: &str) {
@@ -294,20 +306,14 @@ fn walk(trace: &Trace, timeline: &Timeline, records: &mut Records) -> HashMap<Jo
         if counts != (alive, runnable) {
             let mut args = Obj::new();
             args.num("alive", alive).num("runnable", runnable);
-            let mut o = Obj::new();
-            o.str("name", "jobs")
-                .str("ph", "C")
-                .raw("ts", Micros(ts))
-                .num("pid", PID)
-                .num("tid", 0usize)
-                .raw("args", args.finish());
-            records.push(ts, 3, 0, o.finish());
+            records.counter(ts, "jobs", args);
         }
     }
     parents
 }
 
-/// A slice per poll and per frame.
+/// A slice per poll and per frame, and the arena counter: each frame's arena bytes from its
+/// begin to its end, then 0.
 fn slices(
     trace: &Trace,
     timeline: &Timeline,
@@ -346,6 +352,13 @@ fn slices(
             "frame",
             args,
         );
+        if let Some(bytes) = f.arena_bytes {
+            for (ts, bytes) in [(f.begin, bytes), (f.end, 0)] {
+                let mut args = Obj::new();
+                args.num("bytes", bytes);
+                records.counter(ts, "arena", args);
+            }
+        }
     }
 }
 
@@ -692,6 +705,7 @@ mod tests {
         );
         let counts: Vec<_> = of(&events, "C")
             .into_iter()
+            .filter(|e| e["name"] == "jobs")
             .map(|e| {
                 (
                     e["args"]["alive"].as_u64().unwrap(),
@@ -722,6 +736,41 @@ mod tests {
                 (1, 0), // d polled, never ends
             ]
         );
+        // The frame's arena bytes over its span (1 µs to its end at the last event), then 0.
+        let arena: Vec<_> = of(&events, "C")
+            .into_iter()
+            .filter(|e| e["name"] == "arena")
+            .map(|e| {
+                (
+                    e["ts"].as_f64().unwrap(),
+                    e["args"]["bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let end = s.events.last().unwrap().time_ns as f64 / 1000.0;
+        assert_eq!(arena, [(1.0, 640), (end, 0)]);
+    }
+
+    #[test]
+    fn a_frame_without_its_end_has_no_arena_counter() {
+        let mut s = Script::new(1);
+        s.on(0, EventKind::FrameBegin { index: 0 })
+            .on(
+                0,
+                EventKind::FrameEnd {
+                    index: 0,
+                    arena_bytes: 128,
+                },
+            )
+            .on(0, EventKind::FrameBegin { index: 1 })
+            .on(0, EventKind::Park);
+        let events = json(&s.trace());
+        let arena: Vec<_> = of(&events, "C")
+            .into_iter()
+            .filter(|e| e["name"] == "arena")
+            .map(|e| e["args"]["bytes"].as_u64().unwrap())
+            .collect();
+        assert_eq!(arena, [128, 0]);
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub enum EventKind {
     FrameEnd {
         /// The frame's number.
         index: u64,
+        /// Bytes of arena the frame's jobs, counters and values took, over every arena (the
+        /// frame's [`FrameStats::arena_bytes`](crate::FrameStats::arena_bytes)).
+        arena_bytes: usize,
     },
     /// A job was spawned. The frame's root future appears as a job named `"root"`, spawned at
     /// the frame's start.
@@ -302,8 +305,10 @@ impl Trace {
     /// `args` carry the job id, the poll's number and result, so a job polled on several
     /// workers reads as one. Arrows (flow events) lead from a spawn to the job's first poll and
     /// from a wake to the poll it caused. Steals, parks, unparks and counter events are instant
-    /// events; a `jobs` counter track shows the jobs alive and those runnable (spawned or woken,
-    /// not yet polled), derived from the events.
+    /// events. Two counter tracks: `jobs` shows the jobs alive and those runnable (spawned or
+    /// woken, not yet polled, i.e. the queue depth), derived from the events; `arena` shows
+    /// each frame's arena use in bytes ([`FrameStats::arena_bytes`](crate::FrameStats)) over
+    /// the frame's span, and 0 between frames (the arenas are reset at every frame's end).
     ///
     /// ```
     /// # let mut scheduler = frame_scheduler::Scheduler::builder().workers(2).trace_capacity(1024).build().unwrap();
@@ -385,6 +390,8 @@ pub(crate) struct FrameSpan {
     pub(crate) index: u64,
     pub(crate) begin: u64,
     pub(crate) end: u64,
+    /// The frame's arena use, from its `FrameEnd` (`None`: the end was not recorded).
+    pub(crate) arena_bytes: Option<usize>,
 }
 
 /// What both exports need from the events: polls paired into spans, frames, job labels.
@@ -456,10 +463,12 @@ impl Timeline {
                     index,
                     begin: e.time_ns,
                     end,
+                    arena_bytes: None,
                 }),
-                EventKind::FrameEnd { index } => {
+                EventKind::FrameEnd { index, arena_bytes } => {
                     if let Some(f) = frames.iter_mut().rev().find(|f| f.index == index) {
                         f.end = e.time_ns;
+                        f.arena_bytes = Some(arena_bytes);
                     }
                 }
                 _ => {}
@@ -614,7 +623,13 @@ pub(crate) mod tests {
             .on(0, spawn(d, None))
             .on(0, end(root, PollResult::Ready))
             .on(1, begin(d))
-            .on(0, EventKind::FrameEnd { index: 7 });
+            .on(
+                0,
+                EventKind::FrameEnd {
+                    index: 7,
+                    arena_bytes: 640,
+                },
+            );
         (s, 7)
     }
 
@@ -655,8 +670,13 @@ pub(crate) mod tests {
     fn frames_lists_indices_in_order() {
         let mut s = Script::new(1);
         for index in [3, 4, 5] {
-            s.on(0, EventKind::FrameBegin { index })
-                .on(0, EventKind::FrameEnd { index });
+            s.on(0, EventKind::FrameBegin { index }).on(
+                0,
+                EventKind::FrameEnd {
+                    index,
+                    arena_bytes: 0,
+                },
+            );
         }
         assert_eq!(s.trace().frames().collect::<Vec<_>>(), [3, 4, 5]);
     }

@@ -402,14 +402,15 @@ impl Tracer {
         }
     }
 
-    /// Frame `index` ended (every job done, arenas reset).
+    /// Frame `index` ended (every job done, arenas reset); its jobs and values took
+    /// `arena_bytes` of arena.
     ///
     /// # Safety
     /// 1. The caller is the driving thread (worker 0) inside `run_frame`.
     #[inline]
-    pub(crate) unsafe fn frame_end(&self, index: u64) {
+    pub(crate) unsafe fn frame_end(&self, index: u64, arena_bytes: usize) {
         // SAFETY: (1): we are worker 0.
-        unsafe { self.record(Some(0), EventKind::FrameEnd { index }) }
+        unsafe { self.record(Some(0), EventKind::FrameEnd { index, arena_bytes }) }
     }
 
     /// Job `job` (its header) was spawned by `by` while `parent` (a header, or null when not
@@ -701,7 +702,7 @@ mod tests {
         .join()
         .unwrap();
         // SAFETY: the main thread is worker 0.
-        unsafe { tracer.frame_end(3) };
+        unsafe { tracer.frame_end(3, 4096) };
         let trace = tracer.take();
         let kinds: Vec<_> = trace.events().iter().map(|e| (e.worker, e.kind)).collect();
         let root = JobId::new(header(0) as usize, 3);
@@ -735,7 +736,13 @@ mod tests {
                     }
                 ),
                 (None, EventKind::Wake { job: root }),
-                (Some(0), EventKind::FrameEnd { index: 3 }),
+                (
+                    Some(0),
+                    EventKind::FrameEnd {
+                        index: 3,
+                        arena_bytes: 4096
+                    }
+                ),
             ]
         );
         assert!(
