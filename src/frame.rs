@@ -20,6 +20,7 @@ use crate::job::header::{Label, Named};
 use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::priority::Priority;
+use crate::profile::{self, Traced};
 use crate::sync::Ordering;
 use crate::worker::{Counts, Shared};
 
@@ -262,7 +263,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             }
         };
         let header = Header::new(
-            &Job::<F>::VTABLE,
+            &Job::<Traced<F>>::VTABLE,
             kind,
             priority,
             label,
@@ -271,9 +272,9 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             SCHEDULED,
             handle,
         );
-        let slot = Job::<F>::place(self.alloc_layout_for(cur, Job::<F>::ROOM));
+        let slot = Job::<Traced<F>>::place(self.alloc_layout_for(cur, Job::<Traced<F>>::ROOM));
         // SAFETY: placed in fresh room of `Job::ROOM`.
-        unsafe { Job::write(slot, header, future) };
+        unsafe { Job::write(slot, header, profile::instrument(future)) };
         let job = JobRef(slot);
         if shared.tracer.is_on() {
             let by = cur.worker_of(shared);
@@ -288,6 +289,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 )
             };
         }
+        profile::spawned(shared, cur, label);
         shared.note_queued(priority, 1);
         if mine {
             let w = &shared.workers[cur.index];

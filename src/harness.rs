@@ -13,6 +13,7 @@ use crate::context::{current, with_local_ok};
 use crate::counter::CounterInner;
 use crate::job::state::{AWAITER, DETACHED, LOCKED, PANICKED, TAKEN};
 use crate::job::{Header, JobKind, JobRef, PollOutcome};
+use crate::profile;
 use crate::sync::Ordering;
 use crate::waker;
 use crate::worker::{Counts, Shared};
@@ -111,13 +112,16 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
         // SAFETY: (1): we are worker `index`.
         unsafe { shared.tracer.poll_begin(index, job.0.as_ptr()) };
     }
-    let outcome = if h.kind == JobKind::Local {
-        // SAFETY: we hold RUNNING; local jobs only come from the driver queue, popped by worker 0.
-        with_local_ok(true, || unsafe { (h.vtable.poll)(job.0, &mut cx) })
-    } else {
-        // SAFETY: we hold RUNNING.
-        unsafe { (h.vtable.poll)(job.0, &mut cx) }
-    };
+    let outcome = profile::poll_job(h.label, || {
+        if h.kind == JobKind::Local {
+            // SAFETY: we hold RUNNING; local jobs only come from the driver queue, popped by
+            // worker 0.
+            with_local_ok(true, || unsafe { (h.vtable.poll)(job.0, &mut cx) })
+        } else {
+            // SAFETY: we hold RUNNING.
+            unsafe { (h.vtable.poll)(job.0, &mut cx) }
+        }
+    });
     if tracing {
         let result = match &outcome {
             PollOutcome::Pending => crate::trace::PollResult::Pending,

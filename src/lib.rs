@@ -122,6 +122,27 @@
 //! assert_eq!((score, lives), (1, 2));
 //! ```
 //!
+//! # Cargo features
+//! Both off by default; when off, their hooks compile to nothing.
+//! - `profiling`: every poll of a job runs inside `profiling::scope!("job", data)`, `data`
+//!   being the job's name ([`JobBuilder::name`]) or where it was spawned (`file:line:col`), and
+//!   every poll of the root future inside `scope!("root")`; background workers register their
+//!   threads as `frame-worker-N`, the driving thread under its own name the first time it runs
+//!   a frame, and `finish_frame!` marks each frame's end. Choose the profiler with the
+//!   [`profiling`](https://docs.rs/profiling) crate's feature (`profile-with-tracy`,
+//!   `profile-with-puffin`, `profile-with-superluminal`, `profile-with-optick`,
+//!   `profile-with-tracing`); with none, the scopes compile to nothing. The scope is named
+//!   `job` and the job goes into its data because puffin and Tracy fix a scope's name per call
+//!   site. The Tracy backend wants its client running before the scheduler is built.
+//! - `tracing`: a job spawned inside a [`tracing`](https://docs.rs/tracing) span is polled
+//!   inside that span, as with `tracing::Instrument`, and so are the jobs it spawns; spawns,
+//!   steals, parks and unparks are `trace`-level events of target `frame_scheduler`, with the
+//!   job's name and location, the thief, victim and count, the worker. The span (a few words)
+//!   is kept beside the job's future in the arena; beside a future aligned to more than a
+//!   cache line it costs one more alignment.
+//!
+//! Neither allocates per job; what a profiler or subscriber does is its own.
+//!
 //! # What it does not do
 //! - No fibers: a job waits by awaiting (handles, counters, any `Future`), not by switching stacks.
 //! - No work outside frames: every job belongs to the frame it was spawned in, and `run_frame`
@@ -160,6 +181,7 @@ pub mod loom_api;
 mod memory;
 pub mod parallel;
 mod priority;
+mod profile;
 mod scheduler;
 mod sleep;
 mod stats;

@@ -165,6 +165,7 @@ use crate::job::header::Label;
 use crate::job::state::{DETACHED, SCHEDULED};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::priority::Priority;
+use crate::profile::{self, Traced};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 use crate::worker::Counts;
 
@@ -625,7 +626,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         };
         for future in futures {
             let header = Header::new(
-                &Job::<I::Item>::VTABLE,
+                &Job::<Traced<I::Item>>::VTABLE,
                 JobKind::Any,
                 priority,
                 Label::at(location),
@@ -634,9 +635,11 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 SCHEDULED,
                 DETACHED,
             );
-            let job = Job::<I::Item>::place(self.alloc_layout_for(cur, Job::<I::Item>::ROOM));
+            let job = Job::<Traced<I::Item>>::place(
+                self.alloc_layout_for(cur, Job::<Traced<I::Item>>::ROOM),
+            );
             // SAFETY: placed in fresh room of `Job::ROOM`.
-            unsafe { Job::write(job, header, future) };
+            unsafe { Job::write(job, header, profile::instrument(future)) };
             if self.shared.tracer.is_on() {
                 let by = cur.worker_of(self.shared);
                 // SAFETY: `by` is `Some(i)` only when this thread is worker `i` here.
@@ -650,6 +653,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                     )
                 };
             }
+            profile::spawned(self.shared, cur, Label::at(location));
             // SAFETY: the job was just written and is unpublished: its `next` is ours.
             unsafe { batch.link(job) };
         }

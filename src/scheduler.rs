@@ -566,6 +566,7 @@ impl SchedulerBuilder {
                 thread = thread.stack_size(bytes);
             }
             let spawned = thread.spawn(move || {
+                crate::profile::worker_started(index);
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
@@ -776,6 +777,7 @@ impl Scheduler {
             }
         }
         let start = Instant::now();
+        crate::profile::frame_started();
         let shared: &Shared = &self.shared;
         let index = self.next_index;
         self.next_index += 1;
@@ -839,6 +841,7 @@ impl Scheduler {
             // SAFETY: the driving thread inside `run_frame`.
             unsafe { shared.tracer.frame_end(index, arena.used.used) };
         }
+        crate::profile::frame_finished();
         let after = shared.totals();
         let end = Instant::now();
         let elapsed = end - start;
@@ -952,6 +955,7 @@ fn drive<Fut: Future>(
             // SAFETY: the driving thread is worker 0.
             unsafe { shared.tracer.park(0) };
         }
+        crate::profile::parked(0);
         let parked = shared.sleep.sleep(0, || {
             (root.is_some() && shared.root.state.load(Ordering::SeqCst) & SCHEDULED != 0)
                 || (root.is_none() && shared.all_jobs_done())
@@ -965,6 +969,7 @@ fn drive<Fut: Future>(
             // SAFETY: as above.
             unsafe { shared.tracer.unpark(0) };
         }
+        crate::profile::unparked(0);
         round = 0;
     }
 }
@@ -993,7 +998,9 @@ fn poll_root<Fut: Future>(
         unsafe { shared.tracer.poll_begin(0, &shared.root) };
     }
     let polled = context::with_local_ok(true, || {
-        catch_unwind(AssertUnwindSafe(|| fut.poll(&mut cx)))
+        catch_unwind(AssertUnwindSafe(|| {
+            crate::profile::poll_root(|| fut.poll(&mut cx))
+        }))
     });
     if tracing {
         let result = match &polled {

@@ -616,6 +616,7 @@ impl Shared {
                 // SAFETY: (1): we are worker `index`.
                 unsafe { self.tracer.steal(index, v, got) };
             }
+            crate::profile::stole(index, v, got);
             // Run the oldest; the others go onto our own deque, where thieves see them (no job
             // is ever held where an idle worker cannot find it).
             for &job in stolen[1..got].iter().rev().flatten() {
@@ -750,6 +751,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             // SAFETY: this thread is worker `index`.
             unsafe { shared.tracer.park(index) };
         }
+        crate::profile::parked(index);
         let has_work = || shared.shutdown.load(Ordering::SeqCst) || shared.has_work(index);
         let parked = match between {
             BetweenFrames::ParkUntil(deadline) => {
@@ -765,6 +767,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             // SAFETY: as above.
             unsafe { shared.tracer.unpark(index) };
         }
+        crate::profile::unparked(index);
         round = 0;
     }
 }
