@@ -8,6 +8,7 @@
 
 use core::future::{Future, IntoFuture};
 use core::marker::PhantomPinned;
+use core::panic::Location;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll};
@@ -243,6 +244,9 @@ pub(crate) struct CounterInner {
     /// Nodes on the list with a target above zero (invariant 5).
     targets: UnsafeCell<usize>,
     pub(crate) shared: *const Shared,
+    /// Where the counter was made (`Frame::counter` is `#[track_caller]`): for traces and stall
+    /// reports. Written once, before the counter is handed out.
+    pub(crate) location: &'static Location<'static>,
     /// A copy of [`TARGETS`] on a line of its own, written only when the flag changes (under
     /// the lock), for workers to read before every counted job without pulling in the line
     /// that every spawn and decrement of this counter writes. A stale read only delays a batch
@@ -272,6 +276,8 @@ struct Waiter {
 const WAKE_BATCH: usize = 16;
 
 impl CounterInner {
+    /// A counter at 0 of the scheduler `shared`, made where the caller was called from.
+    #[track_caller]
     pub(crate) fn new(shared: *const Shared) -> CounterInner {
         CounterInner {
             value: AtomicUsize::new(0),
@@ -280,6 +286,7 @@ impl CounterInner {
             epoch: UnsafeCell::new(0),
             targets: UnsafeCell::new(0),
             shared,
+            location: Location::caller(),
             targets_hint: CachePadded::new(AtomicBool::new(false)),
         }
     }
@@ -370,7 +377,7 @@ impl CounterInner {
         if shared.tracer.is_on() {
             let by = crate::context::current().worker_of(shared);
             // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
-            unsafe { shared.tracer.counter_zero(by, self, None) };
+            unsafe { shared.tracer.counter_zero(by, self, Some(self.location)) };
         }
     }
 
@@ -529,6 +536,17 @@ impl Future for CounterWait<'_> {
         if this.registered_ready {
             this.registered_ready = false;
             return Poll::Ready(());
+        }
+        // SAFETY: a counter lives in a frame of its scheduler, which outlives the frame.
+        let shared = unsafe { &*counter.shared };
+        if shared.tracer.is_on() {
+            let by = crate::context::current().worker_of(shared);
+            // SAFETY: `by` is `Some(i)` only when this thread is worker `i` of the scheduler.
+            unsafe {
+                shared
+                    .tracer
+                    .counter_awaited(by, counter, Some(counter.location))
+            };
         }
         Poll::Pending
     }

@@ -195,4 +195,57 @@ fn chrome_json_has_each_frames_arena_bytes_as_a_counter() {
         .collect();
     // Each frame's bytes from its begin, 0 from its end.
     assert_eq!(arena, [stats[0], 0, stats[1], 0]);
+
+#[test]
+fn an_awaited_counter_is_traced_with_its_id_and_location() {
+    // One worker: the root awaits the counter before any of its jobs has run, so the wait
+    // registers (an already-zero counter would complete at once, untraced).
+    let mut s = Scheduler::builder()
+        .workers(1)
+        .trace_capacity(1 << 10)
+        .build()
+        .unwrap();
+    s.start_trace();
+    let line = line!() + 2;
+    s.run_frame(async |frame| {
+        let c = frame.counter();
+        for _ in 0..3 {
+            frame.spawn_counted(c, async {});
+        }
+        c.await;
+        // Already zero: no wait, no event.
+        c.await;
+    });
+    let trace = s.take_trace();
+    let created: Vec<_> = trace
+        .events()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CounterCreated { counter, location } => Some((counter, location)),
+            _ => None,
+        })
+        .collect();
+    let awaited: Vec<_> = trace
+        .events()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CounterAwaited { counter, location } => Some((e.worker, counter, location)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(created.len(), 1);
+    let (id, location) = created[0];
+    let location = location.unwrap();
+    assert_eq!((location.file(), location.line()), (file!(), line));
+    // Awaited once, by the root on worker 0, with the id and location of its creation.
+    assert_eq!(awaited, [(Some(0), id, Some(location))]);
+    let zero: Vec<_> = trace
+        .events()
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::CounterZero { counter, location } => Some((counter, location)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(zero, [(id, Some(location))]);
 }
