@@ -291,6 +291,12 @@ impl CounterInner {
         }
     }
 
+    /// The value now, without taking off any worker's batch of finished jobs (for the stall
+    /// watchdog, which is no worker).
+    pub(crate) fn value_now(&self) -> usize {
+        value_of(self.value.load(Ordering::Acquire))
+    }
+
     /// Whether some waiter waits for a target above zero: workers then report this counter's
     /// finished jobs at once instead of batching them (see `harness::run_job`).
     #[inline]
@@ -547,6 +553,9 @@ impl Future for CounterWait<'_> {
                     .tracer
                     .counter_awaited(by, counter, Some(counter.location))
             };
+        }
+        if let Some(stall) = shared.stall.as_deref() {
+            stall.note_counter_wait(shared, counter, this.target);
         }
         Poll::Pending
     }

@@ -21,6 +21,7 @@ use crate::job::state::{DETACHED, DONE, PANICKED, SCHEDULED, TAKEN};
 use crate::job::{Header, Job, JobKind, JobRef};
 use crate::priority::Priority;
 use crate::profile::{self, Traced};
+use crate::stall;
 use crate::sync::Ordering;
 use crate::worker::{Counts, Shared};
 
@@ -201,6 +202,19 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         }
     }
 
+    /// Room for a job of room `room` (`Job::ROOM`) in the calling thread's arena, to be placed
+    /// with `Job::place`: with stall detection on (`stall`), room for the job's node in front
+    /// of it too (see `stall/mod.rs`; link it with `Stall::publish` once the job is written).
+    #[inline]
+    pub(crate) fn alloc_job_room(&self, cur: Current, stall: bool, room: Layout) -> NonNull<u8> {
+        if stall {
+            let all = self.alloc_layout_for(cur, stall::room_with_node(room));
+            stall::after_node(all, room)
+        } else {
+            self.alloc_layout_for(cur, room)
+        }
+    }
+
     /// Spawns a job of `kind` with the priority of the job spawning it and no name.
     pub(crate) fn spawn_raw<F: Future + 'frame>(
         &'frame self,
@@ -272,9 +286,20 @@ impl<'frame, 'env> Frame<'frame, 'env> {
             SCHEDULED,
             handle,
         );
-        let slot = Job::<Traced<F>>::place(self.alloc_layout_for(cur, Job::<Traced<F>>::ROOM));
+        let stall = shared.stall.as_deref();
+        let slot = Job::<Traced<F>>::place(self.alloc_job_room(
+            cur,
+            stall.is_some(),
+            Job::<Traced<F>>::ROOM,
+        ));
         // SAFETY: placed in fresh room of `Job::ROOM`.
         unsafe { Job::write(slot, header, profile::instrument(future)) };
+        if let Some(stall) = stall {
+            // SAFETY: `Stall::publish` (1): a job of this frame, written just now into room
+            // from `alloc_job_room` with `stall` set; (2): `worker_of` is `Some(i)` only on
+            // worker `i`.
+            unsafe { stall.publish(cur.worker_of(shared), slot) };
+        }
         let job = JobRef(slot);
         if shared.tracer.is_on() {
             let by = cur.worker_of(shared);
@@ -394,6 +419,7 @@ impl<T> Future for JobHandle<'_, T> {
         let h = unsafe { job.as_ref() };
         let Some(state) = h.register_awaiter(cx.waker()) else {
             self.registered = true;
+            stall::note_handle_wait(h);
             return Poll::Pending;
         };
         if state & PANICKED != 0 {

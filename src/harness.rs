@@ -112,6 +112,10 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
         // SAFETY: (1): we are worker `index`.
         unsafe { shared.tracer.poll_begin(index, job.0.as_ptr()) };
     }
+    if let Some(stall) = shared.stall.as_deref() {
+        // SAFETY: (1): we are worker `index`, and hold RUNNING for this job of the frame.
+        unsafe { stall.poll_begin(shared, index, job.0) };
+    }
     let outcome = profile::poll_job(h.label, || {
         if h.kind == JobKind::Local {
             // SAFETY: we hold RUNNING; local jobs only come from the driver queue, popped by

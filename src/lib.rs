@@ -184,6 +184,7 @@ mod priority;
 mod profile;
 mod scheduler;
 mod sleep;
+mod stall;
 mod stats;
 mod sync;
 mod trace;
@@ -197,6 +198,7 @@ pub use memory::{FrameVec, FrameVecIntoIter};
 pub use parallel::{ChunksJob, MapJob};
 pub use priority::{JobBuilder, Priority};
 pub use scheduler::{BuildError, MAX_WORKERS, Scheduler, SchedulerBuilder};
+pub use stall::{JobState, StallReport, StalledCounter, StalledJob, WaitsOn};
 pub use stats::{FrameStats, WorkerStats};
 pub use trace::{CounterId, Event, EventKind, JobId, PollResult, Trace};
 

@@ -615,6 +615,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
         let location = Location::caller();
         let cur = context::current();
         let priority = self.spawner_priority(cur);
+        let stall = self.shared.stall.as_deref();
         let mut batch = Batch {
             frame: self,
             cur,
@@ -635,11 +636,16 @@ impl<'frame, 'env> Frame<'frame, 'env> {
                 SCHEDULED,
                 DETACHED,
             );
-            let job = Job::<Traced<I::Item>>::place(
-                self.alloc_layout_for(cur, Job::<Traced<I::Item>>::ROOM),
-            );
+            let room = self.alloc_job_room(cur, stall.is_some(), Job::<Traced<I::Item>>::ROOM);
+            let job = Job::<Traced<I::Item>>::place(room);
             // SAFETY: placed in fresh room of `Job::ROOM`.
             unsafe { Job::write(job, header, profile::instrument(future)) };
+            if let Some(stall) = stall {
+                // SAFETY: `Stall::publish` (1): a job of this frame, written just now into room
+                // from `alloc_job_room` with `stall` set; (2): `worker_of` is `Some(i)` only on
+                // worker `i`.
+                unsafe { stall.publish(cur.worker_of(self.shared), job) };
+            }
             if self.shared.tracer.is_on() {
                 let by = cur.worker_of(self.shared);
                 // SAFETY: `by` is `Some(i)` only when this thread is worker `i` here.

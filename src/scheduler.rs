@@ -14,6 +14,7 @@ use crate::frame::Frame;
 use crate::job::JobRef;
 use crate::job::state::{COMPLETE, SCHEDULED};
 use crate::priority::Priority;
+use crate::stall::{Stall, StallHook, StallReport};
 use crate::stats::{Collector, FrameStats};
 use crate::sync::{Ordering, lock};
 use crate::unwind::{AbortOnUnwind, drop_quietly};
@@ -93,6 +94,8 @@ pub struct SchedulerBuilder {
     on_worker_stop: Option<ThreadHook>,
     prewake_lead: Duration,
     prewake_hover: Duration,
+    stall_after: Option<Duration>,
+    on_stall: Option<StallHook>,
 }
 
 /// A hook run on a background worker thread, given the worker's index.
@@ -115,6 +118,11 @@ impl fmt::Debug for SchedulerBuilder {
             .field("on_worker_stop", &hook(&self.on_worker_stop))
             .field("prewake_lead", &self.prewake_lead)
             .field("prewake_hover", &self.prewake_hover)
+            .field("stall_after", &self.stall_after)
+            .field(
+                "on_stall",
+                &self.on_stall.as_ref().map(|_| "Fn(&StallReport)"),
+            )
             .finish()
     }
 }
@@ -382,13 +390,90 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Reports frames that run longer than `d`: a watchdog thread (started only when this is
+    /// set) looks at the running frame once it is `d` old and writes one report per such
+    /// frame, listing every unfinished job with its name or spawn location and what it does:
+    /// queued, running on which worker for how long (so a job that never yields shows, even
+    /// when it holds every worker), or waiting, and for what: another job's
+    /// [`JobHandle`](crate::JobHandle), a [`Counter`](crate::Counter) (where it was made, its
+    /// value), or a waker held elsewhere. The root future is listed too. Jobs waiting for each
+    /// other in a cycle are reported as a deadlock, and a counter awaited with no job left that
+    /// could bring it down as a missing `done()`. See [`StallReport`].
+    ///
+    /// The report goes to stderr, or to the hook set with [`on_stall`](Self::on_stall). It
+    /// only reports: the frame goes on, and `run_frame` returns when it finishes.
+    ///
+    /// Default: off. When off, spawning, polling and awaiting pay one test of a field each, and
+    /// no thread is started. When on, each job takes 64 bytes more of frame memory (its node
+    /// for the watchdog, before its header), and each poll reads the clock once. Must be above
+    /// zero.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::Duration;
+    /// use frame_scheduler::{JobState, Scheduler};
+    ///
+    /// let reports = Arc::new(Mutex::new(Vec::new()));
+    /// let release = Arc::new(AtomicBool::new(false));
+    /// let (seen, unblock) = (Arc::clone(&reports), Arc::clone(&release));
+    /// let mut scheduler = Scheduler::builder()
+    ///     .workers(1)
+    ///     .stall_after(Duration::from_millis(50))
+    ///     .on_stall(move |report| {
+    ///         seen.lock().unwrap().push(report.to_string());
+    ///         unblock.store(true, Ordering::SeqCst); // lets the stuck job finish
+    ///     })
+    ///     .build()?;
+    /// scheduler.run_frame(async |frame| {
+    ///     // A job that never yields until the report is written.
+    ///     let stuck = frame.job().name("stuck").spawn(async {
+    ///         while !release.load(Ordering::SeqCst) {
+    ///             std::hint::spin_loop();
+    ///         }
+    ///     });
+    ///     stuck.await;
+    /// });
+    /// let reports = reports.lock().unwrap();
+    /// assert_eq!(reports.len(), 1);
+    /// assert!(reports[0].contains("job \"stuck\""), "{}", reports[0]);
+    /// assert!(reports[0].contains("running on worker 0 for"), "{}", reports[0]);
+    /// assert!(reports[0].contains("root future: waiting for the JobHandle of job \"stuck\""));
+    /// # let _ = JobState::Waiting;
+    /// # Ok::<(), frame_scheduler::BuildError>(())
+    /// ```
+    pub fn stall_after(mut self, d: Duration) -> Self {
+        self.stall_after = Some(d);
+        self
+    }
+
+    /// Receives the reports of [`stall_after`](Self::stall_after) instead of stderr. `f` runs
+    /// on the watchdog thread, once per stalled frame, while the frame goes on; a panic in it
+    /// is caught and written to stderr. Calling this again replaces the hook. Needs
+    /// `stall_after`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let scheduler = frame_scheduler::Scheduler::builder()
+    ///     .stall_after(Duration::from_millis(100))
+    ///     .on_stall(|report| eprintln!("stalled frame {}:\n{report}", report.frame()))
+    ///     .build()?;
+    /// # drop(scheduler);
+    /// # Ok::<(), frame_scheduler::BuildError>(())
+    /// ```
+    pub fn on_stall(mut self, f: impl Fn(&StallReport) + Send + Sync + 'static) -> Self {
+        self.on_stall = Some(Arc::new(f));
+        self
+    }
+
     /// Starts the worker threads, and returns once every one of them is running.
     ///
     /// # Errors
     /// A [`BuildError`] whose message says what to change when a setting is out of range
     /// (`workers` 0 or above [`MAX_WORKERS`], `arena_capacity` below 1 KiB, `arena_block_size`
     /// outside 4 KiB to 256 MiB, `arena_trim_after` outside 1 to 65 536, `stack_size` below
-    /// 64 KiB, `queue_capacity` below 16 or above 2^24), when `pin_threads(true)` asks for more
+    /// 64 KiB, `queue_capacity` below 16 or above 2^24, `stall_after` zero), when `on_stall` is
+    /// set without `stall_after`, when `pin_threads(true)` asks for more
     /// cores than the process has, when the memory for the arenas or queues cannot be
     /// allocated, when the operating system refuses to start a thread, or when an
     /// [`on_worker_start`](Self::on_worker_start) hook panics.
@@ -471,6 +556,19 @@ impl SchedulerBuilder {
                 self.queue_capacity
             )));
         }
+        if self.stall_after == Some(Duration::ZERO) {
+            return Err(BuildError::new(
+                "stall_after must be above zero; got 0 (leave it unset to turn stall reports off)"
+                    .into(),
+            ));
+        }
+        if self.on_stall.is_some() && self.stall_after.is_none() {
+            return Err(BuildError::new(
+                "on_stall is set but stall_after is not: no frame would ever be reported; set \
+                 stall_after(duration) too"
+                    .into(),
+            ));
+        }
         let (cores, pin_claim) = match self.pin_threads {
             Some(true) => {
                 let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -531,9 +629,19 @@ impl SchedulerBuilder {
         }
         let states = states.into_boxed_slice();
         let tracer = crate::trace::Tracer::new(workers, self.trace_capacity);
+        let stall = self.stall_after.map(|after| {
+            let hook = self
+                .on_stall
+                .clone()
+                .unwrap_or_else(crate::stall::default_hook);
+            Box::new(Stall::new(workers, after, hook))
+        });
         let pacing = crate::sleep::Pacing::new(self.prewake_lead, self.prewake_hover);
-        let shared =
-            Arc::new_cyclic(|this| Shared::new(states, pool, tracer, pacing, this.as_ptr()));
+        let shared = Arc::new_cyclic(|this| {
+            let mut shared = Shared::new(states, pool, tracer, pacing, this.as_ptr());
+            shared.stall = CachePadded::new(stall);
+            shared
+        });
         // Counted before the `Scheduler` exists, whose drop uncounts it.
         waker::scheduler_started(workers);
         let collector = Collector::new(workers);
@@ -623,6 +731,17 @@ impl SchedulerBuilder {
             )));
         }
         drop(state);
+        if scheduler.shared.stall.is_some() {
+            match Stall::start(&scheduler.shared) {
+                // Joined with the workers when the scheduler is dropped.
+                Ok(handle) => scheduler.threads.push(handle),
+                Err(e) => {
+                    return Err(BuildError::new(format!(
+                        "could not start the stall watchdog thread (stall_after is set): {e}"
+                    )));
+                }
+            }
+        }
         Ok(scheduler)
     }
 }
@@ -679,6 +798,8 @@ impl Scheduler {
             trace_capacity: 0,
             on_worker_start: None,
             on_worker_stop: None,
+            stall_after: None,
+            on_stall: None,
         }
     }
 
@@ -792,6 +913,9 @@ impl Scheduler {
         let start_ns = shared.clock.ns(start);
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
+        if let Some(stall) = shared.stall.as_deref() {
+            stall.frame_begin(index);
+        }
 
         if shared.tracer.is_on() {
             // SAFETY: this is the driving thread inside `run_frame`, before any job exists.
@@ -834,6 +958,10 @@ impl Scheduler {
 
         // Every job is done and nothing can spawn any more: clean up the frame.
         let guard = AbortOnUnwind("the end of a frame");
+        if let Some(stall) = shared.stall.as_deref() {
+            // Before any arena is reset: the watchdog stops reading the frame.
+            stall.frame_end();
+        }
         // SAFETY: `drive` returned only once the root was done and every job had completed.
         let arena = unsafe { end_frame(shared) };
         core::mem::forget(guard);
@@ -986,6 +1114,10 @@ fn poll_root<Fut: Future>(
     shared.workers[0]
         .own
         .with_mut(|own| unsafe { (*own).priority = Priority::Normal });
+    if let Some(stall) = shared.stall.as_deref() {
+        // SAFETY: the driving thread is worker 0, about to poll the root.
+        unsafe { stall.poll_begin(shared, 0, root_header) };
+    }
     // SAFETY: the root header lives in `Shared`, which outlives the frame.
     let waker = unsafe { waker::borrowed(root_header) };
     let mut cx = Context::from_waker(&waker);
@@ -1102,6 +1234,9 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.sleep.notify_all();
+        if let Some(stall) = self.shared.stall.as_deref() {
+            stall.shutdown();
+        }
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }

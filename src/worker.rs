@@ -79,6 +79,10 @@ pub(crate) struct Shared {
     pub(crate) foreign_used: AtomicBool,
     pub(crate) foreign_spawned: AtomicU64,
     pub(crate) root: Header,
+    /// Stall detection (`stall/`), when `stall_after` is set: the spawn, poll and await paths
+    /// test this once and do nothing more when it is `None`. On lines of its own (never
+    /// written after build), like `tracer`.
+    pub(crate) stall: CachePadded<Option<Box<crate::stall::Stall>>>,
     pub(crate) sleep: Sleep,
     /// Whether a frame is running (set by the driving thread around `drive`): between frames
     /// idle workers park at once, or hover in a window of `pacing`. A hint, outside the
@@ -291,6 +295,7 @@ impl Shared {
                 0,
                 DETACHED,
             ),
+            stall: CachePadded::new(None),
             sleep: Sleep::new(n),
             frame_active: std::sync::atomic::AtomicBool::new(false),
             pacing,

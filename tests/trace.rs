@@ -195,6 +195,7 @@ fn chrome_json_has_each_frames_arena_bytes_as_a_counter() {
         .collect();
     // Each frame's bytes from its begin, 0 from its end.
     assert_eq!(arena, [stats[0], 0, stats[1], 0]);
+}
 
 #[test]
 fn an_awaited_counter_is_traced_with_its_id_and_location() {

@@ -271,6 +271,62 @@ fn check_traced(workers: usize) {
     DROPS.store(0, Ordering::SeqCst);
 }
 
+/// Stall detection on (`stall_after`) allocates nothing in steady frames either: each job's
+/// node for the watchdog is frame memory, and the watchdog thread (started at build) sleeps
+/// until a frame is `stall_after` old, which none of these is. Both workloads, each on a
+/// scheduler of its own (alternating them is not a steady state for the arena pool, with or
+/// without stall detection: the loops' large chunk is given back and taken again).
+fn check_stall_watch(workers: usize) {
+    let watched = || {
+        Scheduler::builder()
+            .workers(workers)
+            .stall_after(std::time::Duration::from_secs(60))
+            .on_stall(|report| panic!("no frame here stalls, yet: {report}"))
+            .build()
+            .unwrap()
+    };
+    let mut counted = watched();
+    let mut loops = watched();
+    let mut slots = vec![0u64; COUNTED_JOBS];
+    let nested: Vec<u64> = (0..(OUTER * INNER) as u64).collect();
+    let mut items = vec![0u64; 100_000];
+    let sum = std::sync::atomic::AtomicU64::new(0);
+    for _ in 0..50 {
+        frame_workload(&mut counted, &mut slots, &nested);
+        parallel_workload(&mut loops, &mut items, &sum);
+    }
+    let mut allocs = 0;
+    let mut bytes = 0;
+    for phase in 0..2 {
+        ALLOCS.store(0, Ordering::SeqCst);
+        BYTES.store(0, Ordering::SeqCst);
+        COUNTING.store(true, Ordering::SeqCst);
+        for _ in 0..50 {
+            if phase == 0 {
+                frame_workload(&mut counted, &mut slots, &nested);
+            } else {
+                parallel_workload(&mut loops, &mut items, &sum);
+            }
+        }
+        COUNTING.store(false, Ordering::SeqCst);
+        allocs += ALLOCS.load(Ordering::SeqCst);
+        bytes += BYTES.load(Ordering::SeqCst);
+    }
+    for (i, s) in slots.iter().enumerate() {
+        assert_eq!(*s, (i as u64).wrapping_mul(100), "slot {i}");
+    }
+    assert_eq!(sum.load(Ordering::SeqCst), 100 * 100_000);
+    DROPS.store(0, Ordering::SeqCst);
+    println!(
+        "workers({workers}): 100 frames with stall detection on: {allocs} heap allocations, \
+         {bytes} bytes"
+    );
+    assert_eq!(
+        allocs, 0,
+        "frames with stall detection on allocated {allocs} times ({bytes} bytes)"
+    );
+}
+
 fn main() {
     for workers in [1, 2, 4, 8, 16] {
         check(workers);
@@ -281,5 +337,8 @@ fn main() {
     for workers in [1, 2, 4, 8, 16] {
         check_parallel(workers);
     }
-    println!("zero_alloc: 13 passed, 0 failed");
+    for workers in [1, 2, 4] {
+        check_stall_watch(workers);
+    }
+    println!("zero_alloc: 16 passed, 0 failed");
 }
