@@ -405,8 +405,8 @@ impl SchedulerBuilder {
     ///
     /// Default: off. When off, spawning, polling and awaiting pay one test of a field each, and
     /// no thread is started. When on, each job takes 64 bytes more of frame memory (its node
-    /// for the watchdog, before its header), and each poll reads the clock once. Must be above
-    /// zero.
+    /// for the watchdog, before its header), and each poll reads the time-stamp counter once.
+    /// Must be above zero.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

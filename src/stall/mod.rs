@@ -61,6 +61,7 @@ use crate::context;
 use crate::counter::CounterInner;
 use crate::job::Header;
 use crate::sync::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::trace::Clock;
 use crate::worker::Shared;
 
 pub use report::{JobState, StallReport, StalledCounter, StalledJob, WaitsOn};
@@ -162,7 +163,7 @@ struct Watch {
     /// The job (or root) this worker is polling or polled last in the running frame; null
     /// before its first poll of the frame.
     job: AtomicPtr<Header>,
-    /// When that poll began, in nanoseconds since `Stall::epoch`.
+    /// When that poll began, in `Stall::clock` ticks.
     since: AtomicU64,
 }
 
@@ -194,8 +195,10 @@ struct Watched {
 pub(crate) struct Stall {
     after: Duration,
     hook: StallHook,
-    /// The origin of the poll timestamps.
-    epoch: Instant,
+    /// Times polls: the time-stamp counter where there is one (a few nanoseconds per read,
+    /// against some 40 for an `Instant` here), and when its ticks were `epoch.1`.
+    clock: Clock,
+    epoch: (Instant, u64),
     workers: Box<[CachePadded<Watch>]>,
     /// The newest node of the jobs spawned by threads that are no worker.
     foreign: AtomicPtr<Node>,
@@ -217,10 +220,13 @@ impl core::fmt::Debug for Stall {
 impl Stall {
     /// Stall detection for `workers` workers, reporting frames longer than `after` to `hook`.
     pub(crate) fn new(workers: usize, after: Duration, hook: StallHook) -> Stall {
+        let clock = Clock::new();
+        let epoch = (Instant::now(), clock.ticks());
         Stall {
             after,
             hook,
-            epoch: Instant::now(),
+            clock,
+            epoch,
             workers: (0..workers)
                 .map(|_| {
                     CachePadded::new(Watch {
@@ -292,9 +298,19 @@ impl Stall {
         drop(w);
     }
 
-    /// Nanoseconds since `epoch`.
-    fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+    /// The clock now, in ticks, and nanoseconds per tick (measured since `epoch`).
+    fn now_ticks(&self) -> (u64, f64) {
+        let ticks = self.clock.ticks();
+        let ns = self.epoch.0.elapsed().as_nanos() as f64;
+        let elapsed = ticks.saturating_sub(self.epoch.1);
+        (
+            ticks,
+            if elapsed == 0 {
+                1.0
+            } else {
+                ns / elapsed as f64
+            },
+        )
     }
 
     /// The node of `header`: the root's, or the one in front of an arena job.
@@ -367,9 +383,12 @@ impl Stall {
     pub(crate) unsafe fn poll_begin(&self, shared: &Shared, index: usize, job: NonNull<Header>) {
         // SAFETY: (1): the job is live, polled by us.
         let node = unsafe { self.node_of(shared, job.as_ptr()) };
-        node.waits.store(0, Ordering::Relaxed);
+        // Most jobs are polled once: their node, written at spawn, stays clean (and shared).
+        if node.waits.load(Ordering::Relaxed) != 0 {
+            node.waits.store(0, Ordering::Relaxed);
+        }
         let watch = &self.workers[index];
-        watch.since.store(self.now_ns(), Ordering::Relaxed);
+        watch.since.store(self.clock.ticks(), Ordering::Relaxed);
         watch.job.store(job.as_ptr(), Ordering::Release);
     }
 
@@ -453,7 +472,7 @@ fn watchdog(shared: &Shared) {
         }
         w.reported = true;
         // Under the lock, with the frame running (invariant 3).
-        let report = stall.report(shared, w.index, now - w.started);
+        let report = stall.report(shared, w.index, w.started);
         drop(w);
         // User code: its panic must not end the watchdog.
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (stall.hook)(&report))) {

@@ -4,7 +4,7 @@
 use core::fmt;
 use core::panic::Location;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{COUNTER, HANDLE, Node, Stall, TAGS};
 use crate::counter::CounterInner;
@@ -390,13 +390,16 @@ fn rank(job: &StalledJob) -> u8 {
 }
 
 impl Stall {
-    /// Reads the report of frame `frame`, running for `running_for`.
+    /// Reads the report of frame `frame`, which began at `started`.
     ///
     /// Called by the watchdog while it holds the frame lock with the frame running (invariant
     /// 3): every job, node and counter reached below belongs to the running frame, whose arenas
     /// cannot be reset before the lock is released.
-    pub(super) fn report(&self, shared: &Shared, frame: u64, running_for: Duration) -> StallReport {
-        let now = self.now_ns();
+    pub(super) fn report(&self, shared: &Shared, frame: u64, started: Instant) -> StallReport {
+        // The clock first, then the frame's age: no poll of the frame can seem to have run
+        // longer than the frame.
+        let (now, ns_per_tick) = self.now_ticks();
+        let running_for = started.elapsed();
         // Which job each worker polls, and since when.
         let polls: Vec<(*const Header, u64)> = self
             .workers
@@ -473,7 +476,9 @@ impl Stall {
                 match by {
                     Some((w, &(_, since))) => JobState::Running {
                         worker: Some(w),
-                        running_for: Duration::from_nanos(now.saturating_sub(since)),
+                        running_for: Duration::from_nanos(
+                            (now.saturating_sub(since) as f64 * ns_per_tick) as u64,
+                        ),
                     },
                     None => JobState::Running {
                         worker: None,

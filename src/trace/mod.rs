@@ -24,7 +24,7 @@ use core::fmt;
 use core::panic::Location;
 use std::collections::HashMap;
 
-pub(crate) use ring::Tracer;
+pub(crate) use ring::{Clock, Tracer};
 
 /// Which job an event is about, unique within a [`Trace`] (see the module's docs: the header's
 /// address mixed with the frame's index).

@@ -126,9 +126,10 @@ impl Ring {
     }
 }
 
-/// The clock: raw ticks, cheap to read; converted to nanoseconds at the end of a trace.
+/// The clock: raw ticks, cheap to read; converted to nanoseconds at the end of a trace (and by
+/// the stall watchdog, which times polls with it).
 #[derive(Debug)]
-struct Clock {
+pub(crate) struct Clock {
     /// Where the ticks count from where there is no time-stamp counter.
     #[cfg_attr(all(target_arch = "x86_64", not(miri)), allow(dead_code))]
     origin: Instant,
@@ -138,8 +139,15 @@ impl Clock {
     /// Whether ticks are the time-stamp counter's (else they are nanoseconds).
     const TSC: bool = cfg!(all(target_arch = "x86_64", not(miri)));
 
+    /// A clock whose ticks (where they are nanoseconds) count from now.
+    pub(crate) fn new() -> Clock {
+        Clock {
+            origin: Instant::now(),
+        }
+    }
+
     #[inline]
-    fn ticks(&self) -> u64 {
+    pub(crate) fn ticks(&self) -> u64 {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
         {
             // `_rdtsc` is a safe function on newer compilers and unsafe on older ones.
@@ -215,9 +223,7 @@ impl Tracer {
             foreign_lock: Mutex::new(()),
             on: AtomicBool::new(false),
             frame: AtomicU64::new(0),
-            clock: Clock {
-                origin: Instant::now(),
-            },
+            clock: Clock::new(),
             session: Mutex::new(None),
         }
     }
