@@ -31,32 +31,45 @@ use std::time::Instant;
 
 use crate::sync::{AtomicU64, Ordering, load_own};
 
-/// The scheduler's clock for worker activity: nanoseconds since it was built, and the number
-/// of the running frame.
+/// The scheduler's clock for worker activity, and the number of the running frame.
+///
+/// Times are *units* of the trace's clock (`crate::trace::Clock`: the time-stamp counter on
+/// x86-64, a few nanoseconds to read, where an `Instant` costs 40 to 60 ns on some VMs) since
+/// the scheduler was built; [`Clock::ns_per_unit`] converts them, calibrated against `Instant`
+/// over the scheduler's whole life.
 #[derive(Debug)]
 pub(crate) struct Clock {
+    ticks: crate::trace::Clock,
     epoch: Instant,
+    epoch_ticks: u64,
     /// 1 + the index of the frame running or last run (0 before the first).
     frame: AtomicU64,
 }
 
 impl Clock {
     pub(crate) fn new() -> Clock {
+        let ticks = crate::trace::Clock::new();
+        let epoch = Instant::now();
+        let epoch_ticks = ticks.ticks();
         Clock {
-            epoch: Instant::now(),
+            ticks,
+            epoch,
+            epoch_ticks,
             frame: AtomicU64::new(0),
         }
     }
 
-    /// Nanoseconds from the clock's start to `at` (0 for an earlier instant).
+    /// Units since the clock's start.
     #[inline]
-    pub(crate) fn ns(&self, at: Instant) -> u64 {
-        let d = at.saturating_duration_since(self.epoch);
-        d.as_secs() * 1_000_000_000 + u64::from(d.subsec_nanos())
+    pub(crate) fn now(&self) -> u64 {
+        self.ticks.ticks().saturating_sub(self.epoch_ticks)
     }
 
-    fn now(&self) -> u64 {
-        self.ns(Instant::now())
+    /// Nanoseconds per unit, measured from the clock's start to `at`, when the clock read
+    /// `units` (an earlier [`Clock::now`] than `at`, or close to it).
+    pub(crate) fn ns_per_unit(&self, at: Instant, units: u64) -> f64 {
+        let ns = at.saturating_duration_since(self.epoch).as_nanos() as f64;
+        if units == 0 { 1.0 } else { ns / units as f64 }
     }
 
     /// The driving thread starts frame `index`. Called before any job of it exists, so every

@@ -910,7 +910,7 @@ impl Scheduler {
         // Workers read the frame's number when they find its jobs; its start is the zero of
         // their activity figures.
         shared.clock.frame_begin(index);
-        let start_ns = shared.clock.ns(start);
+        let start_ns = shared.clock.now();
         shared.panics.store(0, Ordering::Relaxed);
         shared.root.state.store(SCHEDULED, Ordering::Release);
         if let Some(stall) = shared.stall.as_deref() {
@@ -984,7 +984,16 @@ impl Scheduler {
             }
         }
         let rows = &mut self.stats.workers;
-        self.collector.end(shared, index, start_ns, elapsed, rows);
+        let end_units = shared.clock.now();
+        let ns_per_unit = shared.clock.ns_per_unit(end, end_units);
+        self.collector.end(
+            shared,
+            index,
+            (start_ns, end_units),
+            ns_per_unit,
+            elapsed,
+            rows,
+        );
         self.stats = FrameStats {
             index,
             jobs: after.spawned - before.spawned,

@@ -242,8 +242,10 @@ impl Collector {
         }
     }
 
-    /// Frame `index` is over; it began at clock time `start` (`Clock::ns`) and its figures
-    /// are taken `elapsed` later. Writes each worker's row into `rows`.
+    /// Frame `index` is over; it ran from clock time `span.0` to `span.1` (`Clock::now`
+    /// units, `ns_per_unit` nanoseconds each), `elapsed` by the wall clock. Writes each
+    /// worker's row into `rows`: its wake lag and busy time converted, its idle time the rest
+    /// of `elapsed`, so that the three add up to `elapsed` exactly.
     ///
     /// Call it after every job of the frame has completed, as `drive` and `end_frame` saw.
     /// Ordering: each worker wrote its counts (`polls`, `completed`, `steals`, `stolen_from`)
@@ -256,11 +258,13 @@ impl Collector {
         &mut self,
         shared: &Shared,
         index: u64,
-        start: u64,
+        (start, end): (u64, u64),
+        ns_per_unit: f64,
         elapsed: Duration,
         rows: &mut [WorkerStats],
     ) {
-        let end = start + elapsed.as_nanos() as u64;
+        let elapsed_ns = elapsed.as_nanos() as u64;
+        let ns = |units: u64| ((units as f64 * ns_per_unit) as u64).min(elapsed_ns);
         let mut stolen = false;
         let workers = shared.workers.iter();
         for ((row, b), w) in rows.iter_mut().zip(self.before.iter_mut()).zip(workers) {
@@ -273,15 +277,18 @@ impl Collector {
             };
             // The worker's mark is read after `end` was taken: see `WorkerClock::span`.
             let span = c.clock.span(index, start, end);
+            let wake_lag = span.wake_lag.map(ns);
+            let busy = ns(span.busy).min(elapsed_ns - wake_lag.unwrap_or(0));
+            let idle = elapsed_ns - wake_lag.unwrap_or(0) - busy;
             *row = WorkerStats {
                 polls: now.polls - b.polls,
                 jobs: now.completed - b.completed,
                 steals_taken: now.steals - b.steals,
                 steals_lost: 0,
                 parks: now.parks - b.parks,
-                busy: Duration::from_nanos(span.busy),
-                idle: Duration::from_nanos(span.idle),
-                wake_lag: span.wake_lag.map(Duration::from_nanos),
+                busy: Duration::from_nanos(busy),
+                idle: Duration::from_nanos(idle),
+                wake_lag: wake_lag.map(Duration::from_nanos),
             };
             stolen |= row.steals_taken != 0;
             *b = now;
