@@ -424,7 +424,7 @@ fn a_job_whose_last_poll_kept_no_waker_is_reported_as_waiting_on_nothing() {
         assert_eq!(lost.waits_on(), Some(&WaitsOn::Nothing), "{text}");
         assert!(
             text.contains("job \"lost\" (")
-                && text.contains("waiting for nothing: it returned Pending"),
+                && text.contains("waiting for nothing: its last poll registered on no handle"),
             "{text}"
         );
     });

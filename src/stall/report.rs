@@ -173,8 +173,10 @@ pub enum WaitsOn {
     /// another executor's future): the job's waker was cloned, and the clone is held
     /// elsewhere.
     ForeignWaker,
-    /// Nothing: the job returned `Pending` without registering on a handle or counter and
-    /// without keeping a clone of its waker, so nothing can wake it.
+    /// Nothing the watchdog can see: the job's last poll returned `Pending` without registering
+    /// on a handle or counter, and its waker was never cloned. Usually a lost wakeup (a future
+    /// that returned `Pending` without keeping its waker); the one thing that can still wake
+    /// it is a handle or counter it registered on in an earlier poll and did not poll again.
     Nothing,
 }
 
@@ -278,7 +280,8 @@ impl fmt::Display for WaitsOn {
                  timer, another executor)",
             ),
             WaitsOn::Nothing => f.write_str(
-                "nothing: it returned Pending without keeping its waker, so nothing can wake it",
+                "nothing: its last poll registered on no handle or counter and its waker was \
+                 never cloned (a lost wakeup?)",
             ),
         }
     }
