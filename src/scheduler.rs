@@ -904,9 +904,6 @@ impl Scheduler {
         self.next_index += 1;
         let before = shared.totals();
         shared.pacing.frame_started(start);
-        shared
-            .frame_active
-            .store(true, std::sync::atomic::Ordering::Relaxed);
         // Workers read the frame's number when they find its jobs; its start is the zero of
         // their activity figures.
         shared.clock.frame_begin(index);
@@ -973,9 +970,6 @@ impl Scheduler {
         let after = shared.totals();
         let end = Instant::now();
         let elapsed = end - start;
-        shared
-            .frame_active
-            .store(false, std::sync::atomic::Ordering::Relaxed);
         if shared.pacing.frame_ended(end) {
             // Workers that parked during the frame would sleep through the next one's window:
             // let them re-park with its deadline.

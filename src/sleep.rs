@@ -280,11 +280,30 @@ pub(crate) struct Pacing {
     /// (`u64::MAX`: no prediction yet).
     use_gap: std::sync::atomic::AtomicBool,
     miss: AtomicU64,
-    /// See [`Pacing::back_to_back`]; read by idle workers.
+    /// Whether the last gap between frames was under [`BACK_TO_BACK`].
     back_to_back: std::sync::atomic::AtomicBool,
+    /// What idle workers read, on lines of their own, written only when it changes: a line
+    /// the driving thread wrote every frame while workers spin reading it would cost the
+    /// driver a cache miss per write.
+    hints: crossbeam_utils::CachePadded<Hints>,
+}
+
+/// What idle workers read of [`Pacing`] (see `hints`).
+#[derive(Debug)]
+struct Hints {
+    /// Whether idle workers should behave as inside a frame (spin, then park): a frame runs,
+    /// or frames come back to back.
+    active: std::sync::atomic::AtomicBool,
     /// The window, in nanoseconds since `base`; empty when `from >= until`.
     from: AtomicU64,
     until: AtomicU64,
+}
+
+/// Stores `v` unless `a` holds it already (see `Pacing::hints`).
+fn store_changed<T: Copy + PartialEq>(load: T, v: T, store: impl FnOnce(T)) {
+    if load != v {
+        store(v);
+    }
 }
 
 /// A gap between frames shorter than this makes them back to back (see
@@ -310,8 +329,11 @@ impl Pacing {
             use_gap: std::sync::atomic::AtomicBool::new(false),
             miss: AtomicU64::new(u64::MAX),
             back_to_back: std::sync::atomic::AtomicBool::new(false),
-            from: zero(),
-            until: zero(),
+            hints: crossbeam_utils::CachePadded::new(Hints {
+                active: std::sync::atomic::AtomicBool::new(false),
+                from: zero(),
+                until: zero(),
+            }),
         }
     }
 
@@ -325,12 +347,19 @@ impl Pacing {
         self.ns(Instant::now())
     }
 
-    /// Whether frames come back to back (the last gap between a frame's end and the next
-    /// one's start was under [`BACK_TO_BACK`]): then idle workers between frames spin as they
-    /// do inside a frame instead of parking at once, so that the next frame needs no wake.
+    /// Whether idle workers should behave as inside a frame (spin, then park) rather than
+    /// as between frames (park at once, or hover in a window): a frame runs, or frames come
+    /// back to back (the last gap between a frame's end and the next one's start was under
+    /// [`BACK_TO_BACK`]), so that the next frame needs no wake.
     #[inline]
-    pub(crate) fn back_to_back(&self) -> bool {
-        self.back_to_back.load(std::sync::atomic::Ordering::Relaxed)
+    pub(crate) fn active(&self) -> bool {
+        self.hints.active.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn set_active(&self, active: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let a = &self.hints.active;
+        store_changed(a.load(Relaxed), active, |v| a.store(v, Relaxed));
     }
 
     /// A frame starts at `at` (driving thread): score the two predictions, learn the period
@@ -353,6 +382,7 @@ impl Pacing {
         }
         self.back_to_back
             .store(end != 0 && now - end < BACK_TO_BACK, Relaxed);
+        self.set_active(true);
         self.start.store(now, Relaxed);
     }
 
@@ -363,6 +393,7 @@ impl Pacing {
         use std::sync::atomic::Ordering::Relaxed;
         let now = self.ns(at);
         self.end.store(now, Relaxed);
+        self.set_active(self.back_to_back.load(Relaxed));
         let (period, gap) = (self.period.load(Relaxed), self.gap.load(Relaxed));
         if period == 0 || gap == 0 {
             return false;
@@ -397,17 +428,18 @@ impl Pacing {
     fn open(&self, from: u64, until: u64) {
         // `until` first: a reader that sees the new `from` with the old `until` sees an empty
         // or a shorter window, never a longer one.
-        self.until
-            .store(until, std::sync::atomic::Ordering::Relaxed);
-        self.from.store(from, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        let h = &self.hints;
+        store_changed(h.until.load(Relaxed), until, |v| h.until.store(v, Relaxed));
+        store_changed(h.from.load(Relaxed), from, |v| h.from.store(v, Relaxed));
     }
 
     /// What an idle worker between frames should do now.
     pub(crate) fn between_frames(&self) -> BetweenFrames {
         let now = self.now();
         let (from, until) = (
-            self.from.load(std::sync::atomic::Ordering::Relaxed),
-            self.until.load(std::sync::atomic::Ordering::Relaxed),
+            self.hints.from.load(std::sync::atomic::Ordering::Relaxed),
+            self.hints.until.load(std::sync::atomic::Ordering::Relaxed),
         );
         if now >= until || from >= until {
             BetweenFrames::Park

@@ -84,10 +84,6 @@ pub(crate) struct Shared {
     /// written after build), like `tracer`.
     pub(crate) stall: CachePadded<Option<Box<crate::stall::Stall>>>,
     pub(crate) sleep: Sleep,
-    /// Whether a frame is running (set by the driving thread around `drive`): between frames
-    /// idle workers park at once, or hover in a window of `pacing`. A hint, outside the
-    /// parking protocol.
-    pub(crate) frame_active: std::sync::atomic::AtomicBool,
     pub(crate) pacing: Pacing,
     first_panic: Mutex<Option<Box<dyn Any + Send>>>,
     pub(crate) panics: AtomicUsize,
@@ -297,7 +293,6 @@ impl Shared {
             ),
             stall: CachePadded::new(None),
             sleep: Sleep::new(n),
-            frame_active: std::sync::atomic::AtomicBool::new(false),
             pacing,
             first_panic: Mutex::new(None),
             panics: AtomicUsize::new(0),
@@ -729,11 +724,9 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
-        // Frames that come back to back are one long frame to an idle worker.
-        let in_frame = shared
-            .frame_active
-            .load(std::sync::atomic::Ordering::Relaxed)
-            || shared.pacing.back_to_back();
+        // Inside a frame, or between frames that come back to back (see `Pacing::active`):
+        // spin a while, then park. Otherwise park at once, or hover in a pre-wake window.
+        let in_frame = shared.pacing.active();
         if in_frame && idle_round(&mut round, WORKER_IDLE) {
             continue;
         }
