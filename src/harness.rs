@@ -116,7 +116,8 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
         // SAFETY: (1): we are worker `index`, and hold RUNNING for this job of the frame.
         unsafe { stall.poll_begin(shared, index, job.0) };
     }
-    let outcome = profile::poll_job(h.label, || {
+    let outcome = profile::poll_job!(
+        h.label,
         if h.kind == JobKind::Local {
             // SAFETY: we hold RUNNING; local jobs only come from the driver queue, popped by
             // worker 0.
@@ -125,7 +126,7 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
             // SAFETY: we hold RUNNING.
             unsafe { (h.vtable.poll)(job.0, &mut cx) }
         }
-    });
+    );
     if tracing {
         let result = match &outcome {
             PollOutcome::Pending => crate::trace::PollResult::Pending,

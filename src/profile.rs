@@ -12,9 +12,13 @@
 //!   spawn, and the wrapper lives in the arena with the job. Spawns, steals, parks and unparks
 //!   are `trace`-level events of target `frame_scheduler`.
 //!
-//! Each hook is an `#[inline(always)]` function whose body is empty when its feature is off, so
-//! the one-line call sites in the hot paths (harness.rs, scheduler.rs, frame.rs, parallel.rs,
-//! worker.rs) compile to nothing. No hook allocates: a location is formatted into a buffer on
+//! Each hook is an `#[inline(always)]` function whose body is empty when its feature is off, or
+//! for the two that wrap a poll (`poll_job!`, `poll_root!`) a macro that is then the poll
+//! itself, so the call sites in the hot paths (harness.rs, scheduler.rs, frame.rs,
+//! parallel.rs, worker.rs) compile to nothing: with both features off, the release build of
+//! `compare/examples/versus.rs` has the same machine code for every function of this crate
+//! as without the hooks, but for `SchedulerBuilder::build` (the worker threads' closure
+//! captures in another order). No hook allocates: a location is formatted into a buffer on
 //! the stack, and what a profiler or subscriber does with a scope or an event is its own
 //! business. With the `profiling` feature but no backend chosen (the `profiling` crate's
 //! `profile-with-*` features), the `profiling` macros expand to nothing as well, leaving some
@@ -85,19 +89,58 @@ impl<F: Future> Future for Instrumented<F> {
     }
 }
 
-/// Runs `poll` (one poll of the job labelled `label`) inside its profiler scope.
+/// `poll_job!(label, poll)`: evaluates `poll`, one poll of the job labelled `label`, inside its
+/// profiler scope. A macro rather than a function taking a closure: with the feature off it is
+/// `poll` itself, so the poll compiles exactly as it would without the hook.
+#[cfg(not(feature = "profiling"))]
+macro_rules! poll_job {
+    ($label:expr, $poll:expr) => {
+        $poll
+    };
+}
+/// `poll_job!(label, poll)`: evaluates `poll`, one poll of the job labelled `label`, inside its
+/// profiler scope ([`in_job_scope`]).
+#[cfg(feature = "profiling")]
+macro_rules! poll_job {
+    ($label:expr, $poll:expr) => {
+        $crate::profile::in_job_scope($label, || $poll)
+    };
+}
+pub(crate) use poll_job;
+
+/// `poll_root!(poll)`: evaluates `poll`, one poll of the root future, inside its profiler scope
+/// (as [`poll_job!`]).
+#[cfg(not(feature = "profiling"))]
+macro_rules! poll_root {
+    ($poll:expr) => {
+        $poll
+    };
+}
+/// `poll_root!(poll)`: evaluates `poll`, one poll of the root future, inside its profiler scope
+/// ([`in_root_scope`]).
+#[cfg(feature = "profiling")]
+macro_rules! poll_root {
+    ($poll:expr) => {
+        $crate::profile::in_root_scope(|| $poll)
+    };
+}
+pub(crate) use poll_root;
+
+/// Runs `poll` inside a `job` scope tagged with the job's name or location. The scopes are
+/// opened here, not where the macros above expand: some backends (tracing's) take this module's
+/// path as the scope's target, which [`instrument`] recognises.
+#[cfg(feature = "profiling")]
 #[inline(always)]
 #[allow(unused_variables)]
-pub(crate) fn poll_job<R>(label: Label, poll: impl FnOnce() -> R) -> R {
-    #[cfg(feature = "profiling")]
+pub(crate) fn in_job_scope<R>(label: Label, poll: impl FnOnce() -> R) -> R {
     profiling::scope!("job", JobText::new(label).as_str());
     poll()
 }
 
-/// Runs `poll` (one poll of the root future) inside its profiler scope.
+/// Runs `poll` inside a `root` scope (see [`in_job_scope`]).
+#[cfg(feature = "profiling")]
 #[inline(always)]
-pub(crate) fn poll_root<R>(poll: impl FnOnce() -> R) -> R {
-    #[cfg(feature = "profiling")]
+pub(crate) fn in_root_scope<R>(poll: impl FnOnce() -> R) -> R {
     profiling::scope!("root");
     poll()
 }
@@ -299,4 +342,19 @@ mod tests {
         assert!(t.write_str("de").is_err());
         assert_eq!(t.as_str(), "abc");
     }
+}
+
+/// What the `tracing` feature adds to every job in the arena (the docs say 40 bytes).
+#[cfg(all(test, feature = "tracing", not(loom), target_pointer_width = "64"))]
+#[test]
+fn a_span_costs_a_job_40_bytes() {
+    assert_eq!(core::mem::size_of::<tracing::Span>(), 40);
+    assert_eq!(
+        core::mem::size_of::<Instrumented<core::future::Pending<()>>>(),
+        40
+    );
+    assert_eq!(
+        core::mem::size_of::<Instrumented<core::future::Ready<u64>>>(),
+        16 + 40
+    );
 }

@@ -1134,7 +1134,7 @@ fn poll_root<Fut: Future>(
     }
     let polled = context::with_local_ok(true, || {
         catch_unwind(AssertUnwindSafe(|| {
-            crate::profile::poll_root(|| fut.poll(&mut cx))
+            crate::profile::poll_root!(fut.poll(&mut cx))
         }))
     });
     if tracing {
