@@ -15,10 +15,11 @@
 //! Each hook is an `#[inline(always)]` function whose body is empty when its feature is off, or
 //! for the two that wrap a poll (`poll_job!`, `poll_root!`) a macro that is then the poll
 //! itself, so the call sites in the hot paths (harness.rs, scheduler.rs, frame.rs,
-//! parallel.rs, worker.rs) compile to nothing: with both features off, the release build of
-//! `compare/examples/versus.rs` has the same machine code for every function of this crate
-//! as without the hooks, but for `SchedulerBuilder::build` (the worker threads' closure
-//! captures in another order). No hook allocates: a location is formatted into a buffer on
+//! parallel.rs, worker.rs) compile to nothing. With both features off, the release build of
+//! `compare/examples/versus.rs` had the same machine code for every function of this crate as
+//! before the hooks were added, except `SchedulerBuilder::build` (the worker thread's closure
+//! captures in another order) and `run_frame` (which also began recording the frame's arena
+//! bytes in traces then). No hook allocates: a location is formatted into a buffer on
 //! the stack, and what a profiler or subscriber does with a scope or an event is its own
 //! business. With the `profiling` feature but no backend chosen (the `profiling` crate's
 //! `profile-with-*` features), the `profiling` macros expand to nothing as well, leaving some
