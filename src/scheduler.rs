@@ -858,9 +858,7 @@ impl Scheduler {
     pub fn prewake(&self) {
         let shared = &self.shared;
         shared.pacing.prewake();
-        for i in 1..shared.workers.len() {
-            shared.sleep.notify(i);
-        }
+        shared.sleep.notify_background();
     }
 
     /// Figures for the last frame run (all zero before the first).
@@ -973,9 +971,7 @@ impl Scheduler {
         if shared.pacing.frame_ended(end) {
             // Workers that parked during the frame would sleep through the next one's window:
             // let them re-park with its deadline.
-            for i in 1..shared.workers.len() {
-                shared.sleep.notify(i);
-            }
+            shared.sleep.notify_background();
         }
         let rows = &mut self.stats.workers;
         let end_units = shared.clock.now();

@@ -90,21 +90,39 @@ impl Sleep {
     /// Puts worker `index` to sleep unless `has_work` (checked after announcing) finds work.
     /// Returns whether it slept (waited for a notifier's token).
     pub(crate) fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) -> bool {
-        let slot = &self.slots[index];
-        slot.sleeping.store(true, Ordering::SeqCst);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        // If a notifier already claimed us, its token is on the way: consume it below.
-        if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        if !self.announce(index, has_work) {
             return false;
         }
+        let slot = &self.slots[index];
         let mut token = lock(&slot.token);
         while !*token {
             token = slot.cv.wait(token).unwrap_or_else(|e| e.into_inner());
         }
         *token = false;
         true
+    }
+
+    /// The first half of every park: announce, fence, look for work once more. Returns
+    /// `false` if `has_work` found some and the worker took its flag back (it must not wait);
+    /// `true` if it must wait for its token (none found, or a notifier already claimed it and
+    /// its token is on the way).
+    fn announce(&self, index: usize, has_work: impl FnOnce() -> bool) -> bool {
+        let slot = &self.slots[index];
+        slot.sleeping.store(true, Ordering::SeqCst);
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Wakes every background worker that is asleep (not the driving thread, index 0).
+    pub(crate) fn notify_background(&self) {
+        for i in 1..self.slots.len() {
+            self.notify(i);
+        }
     }
 
     /// [`Sleep::sleep`], but wakes by itself at `deadline` if nobody notified it first.
@@ -140,14 +158,10 @@ impl Sleep {
         passed: impl Fn() -> bool,
         wait: impl Fn(MutexGuard<'a, bool>) -> MutexGuard<'a, bool>,
     ) -> bool {
-        let slot = &self.slots[index];
-        slot.sleeping.store(true, Ordering::SeqCst);
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if has_work() && slot.sleeping.swap(false, Ordering::SeqCst) {
-            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        if !self.announce(index, has_work) {
             return false;
         }
+        let slot = &self.slots[index];
         let mut token = lock(&slot.token);
         while !*token {
             if passed() {

@@ -537,7 +537,6 @@ impl Tracer {
     /// # Safety
     /// 1. As for [`record`](Tracer::record).
     #[inline]
-    #[allow(dead_code)] // Counter waits are not recorded yet.
     pub(crate) unsafe fn counter_awaited<T>(
         &self,
         by: Option<usize>,
