@@ -4,25 +4,15 @@
 //! cores goes with the first scheduler's drop. One test in its own binary: other tests'
 //! schedulers would hold the claim.
 
+mod common;
+
 use std::thread;
 
 use frame_scheduler::Scheduler;
 
-/// How many CPUs the calling thread may run on (Linux), from `/proc/thread-self/status`.
+/// How many CPUs the calling thread may run on (Linux).
 fn allowed_cpus() -> usize {
-    let status = std::fs::read_to_string("/proc/thread-self/status").expect("Linux /proc");
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .expect("a Cpus_allowed_list line")
-        .trim()
-        .to_owned();
-    list.split(',')
-        .map(|part| match part.split_once('-') {
-            Some((a, b)) => b.parse::<usize>().unwrap() - a.parse::<usize>().unwrap() + 1,
-            None => 1,
-        })
-        .sum()
+    common::allowed_cpus().expect("Linux /proc/thread-self/status with a Cpus_allowed_list line")
 }
 
 /// Runs one frame of `s` on a fresh thread; returns how many CPUs that thread may use after,

@@ -130,7 +130,7 @@ fn pinned_driver_runs_frames_on_core_zero() {
         .unwrap();
     let driver_thread = std::thread::spawn(move || {
         let n = paced(&mut s, 10, 16, Duration::ZERO);
-        (n, allowed_cpus())
+        (n, common::allowed_cpus())
     });
     let (n, allowed) = driver_thread.join().unwrap();
     assert_eq!(n, 160);
@@ -143,22 +143,4 @@ fn pinned_driver_runs_frames_on_core_zero() {
 
 fn core_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// How many CPUs this thread may run on (Linux), from `/proc/thread-self/status`.
-fn allowed_cpus() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    let list = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
-        .trim()
-        .to_owned();
-    let mut n = 0;
-    for part in list.split(',') {
-        n += match part.split_once('-') {
-            Some((a, b)) => b.parse::<usize>().ok()? - a.parse::<usize>().ok()? + 1,
-            None => 1,
-        };
-    }
-    Some(n)
 }
