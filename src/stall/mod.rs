@@ -257,12 +257,22 @@ impl Stall {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts the watchdog thread of the scheduler `shared` (whose `stall` is `self`).
+    /// Starts the watchdog thread of the scheduler `shared` (whose `stall` is `self`), and
+    /// returns once the thread runs: a thread's start-up in `std` allocates (its name, 20
+    /// bytes here), and that must be over before the first frame, which allocates nothing.
     pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<JoinHandle<()>> {
         let shared = Arc::clone(shared);
-        std::thread::Builder::new()
+        let running = Arc::new(std::sync::Barrier::new(2));
+        let started = Arc::clone(&running);
+        let handle = std::thread::Builder::new()
             .name("frame-stall-watchdog".into())
-            .spawn(move || watchdog(&shared))
+            .spawn(move || {
+                started.wait();
+                drop(started);
+                watchdog(&shared);
+            })?;
+        running.wait();
+        Ok(handle)
     }
 
     /// The scheduler is being dropped: the watchdog returns (join it after).
