@@ -27,7 +27,7 @@
 //! case the worker still counts as busy until the frame's end, which is what the driver could
 //! observe: it had not yet reported that it found no more work.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::sync::{AtomicU64, Ordering, load_own};
 
@@ -49,8 +49,13 @@ pub(crate) struct Clock {
 impl Clock {
     pub(crate) fn new() -> Clock {
         let ticks = crate::trace::Clock::new();
+        // The first `Instant` read of a process may be slow (a cold page): not this one. The
+        // epoch's ticks are the middle of the two reads around it.
+        let _ = Instant::now();
+        let before = ticks.ticks();
         let epoch = Instant::now();
-        let epoch_ticks = ticks.ticks();
+        let after = ticks.ticks();
+        let epoch_ticks = before + after.saturating_sub(before) / 2;
         Clock {
             ticks,
             epoch,
@@ -68,8 +73,14 @@ impl Clock {
     /// Nanoseconds per unit, measured from the clock's start to `at`, when the clock read
     /// `units` (an earlier [`Clock::now`] than `at`, or close to it).
     pub(crate) fn ns_per_unit(&self, at: Instant, units: u64) -> f64 {
-        let ns = at.saturating_duration_since(self.epoch).as_nanos() as f64;
+        // Through u64: a u128 to f64 conversion is a library call.
+        let ns = at.saturating_duration_since(self.epoch).as_nanos() as u64 as f64;
         if units == 0 { 1.0 } else { ns / units as f64 }
+    }
+
+    /// When the clock started: the zero of its units, and of the pacing's times.
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
     }
 
     /// The driving thread starts frame `index`. Called before any job of it exists, so every
@@ -77,6 +88,79 @@ impl Clock {
     /// happen after this store, and the worker took the job from a queue with acquire).
     pub(crate) fn frame_begin(&self, index: u64) {
         self.frame.store(index + 1, Ordering::Release);
+    }
+}
+
+/// How the driving thread turns [`Clock`] units into nanoseconds: the rate measured against
+/// `Instant` over the scheduler's life, measured again once [`RATE_EVERY`] has passed, so a
+/// frame reads the cheap clock twice and an `Instant` (30 to 60 ns on some VMs) at most once
+/// per `RATE_EVERY`. Owned by the `Scheduler` (driving thread only).
+///
+/// On x86-64 the units are time-stamp counter ticks, whose rate is constant on every CPU with
+/// an invariant counter (all of this century's); elsewhere they are nanoseconds already and
+/// the rate stays 1.
+#[derive(Debug)]
+pub(crate) struct Rate {
+    /// Copies of the clock's own (never written after build), so that reading the clock at a
+    /// frame's start touches no line of `Shared`: after an idle pause every line is a miss.
+    ticks: crate::trace::Clock,
+    epoch_ticks: u64,
+    ns_per_unit: f64,
+    /// The clock time (units) at which to measure again.
+    next: u64,
+}
+
+/// How often [`Rate`] measures the clock's rate again.
+const RATE_EVERY: Duration = Duration::from_millis(10);
+
+impl Rate {
+    /// A rate for `clock`, to be measured at the first [`Rate::update`].
+    pub(crate) fn new(clock: &Clock) -> Rate {
+        Rate {
+            ticks: clock.ticks,
+            epoch_ticks: clock.epoch_ticks,
+            ns_per_unit: 1.0,
+            next: 0,
+        }
+    }
+
+    /// [`Clock::now`], read through the copies.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.ticks.ticks().saturating_sub(self.epoch_ticks)
+    }
+
+    /// The clock read `units` just now: measure the rate again if it is due.
+    #[inline]
+    pub(crate) fn update(&mut self, clock: &Clock, units: u64) {
+        if units >= self.next {
+            self.measure(clock, units);
+        }
+    }
+
+    /// Measures the rate over the clock's whole life: the error of one reading (the time
+    /// between the two clock reads around the `Instant`, half of it at most) shrinks as the
+    /// life grows, so the next measure comes when the life has doubled, and at least every
+    /// [`RATE_EVERY`].
+    #[inline(never)]
+    fn measure(&mut self, clock: &Clock, units: u64) {
+        let at = Instant::now();
+        let after = self.now();
+        let units = units + after.saturating_sub(units) / 2;
+        self.ns_per_unit = clock.ns_per_unit(at, units);
+        let every = (RATE_EVERY.as_nanos() as f64 / self.ns_per_unit) as u64;
+        self.next = units.saturating_add(units.clamp(1, every));
+    }
+
+    /// Nanoseconds per unit.
+    pub(crate) fn ns_per_unit(&self) -> f64 {
+        self.ns_per_unit
+    }
+
+    /// `units` in nanoseconds.
+    #[inline]
+    pub(crate) fn ns(&self, units: u64) -> u64 {
+        (units as f64 * self.ns_per_unit) as u64
     }
 }
 

@@ -44,7 +44,7 @@ impl ModelScheduler {
                     states,
                     pool,
                     crate::trace::Tracer::new(workers, 0),
-                    crate::sleep::Pacing::new(std::time::Duration::ZERO, std::time::Duration::ZERO),
+                    std::time::Duration::ZERO,
                     this.as_ptr(),
                 )
             }),

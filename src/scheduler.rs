@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::frame::Frame;
 use crate::job::JobRef;
@@ -57,6 +57,13 @@ pub struct Scheduler {
     /// does not pin its threads onto the same cores.
     _pin_claim: Option<PinClaim>,
     collector: Collector,
+    /// What the driving thread learns of the frames' rhythm (`sleep.rs`).
+    pacing: crate::sleep::Pacing,
+    /// Clock units to nanoseconds, for the frame's figures and the pacing.
+    rate: crate::activity::Rate,
+    /// Jobs spawned and stolen up to the end of the last frame (none are spawned between
+    /// frames): this frame's figures are what the counts grew by since.
+    totals: crate::worker::Totals,
 }
 
 impl fmt::Debug for Scheduler {
@@ -636,15 +643,15 @@ impl SchedulerBuilder {
                 .unwrap_or_else(crate::stall::default_hook);
             Box::new(Stall::new(workers, after, hook))
         });
-        let pacing = crate::sleep::Pacing::new(self.prewake_lead, self.prewake_hover);
         let shared = Arc::new_cyclic(|this| {
-            let mut shared = Shared::new(states, pool, tracer, pacing, this.as_ptr());
+            let mut shared = Shared::new(states, pool, tracer, self.prewake_hover, this.as_ptr());
             shared.stall = CachePadded::new(stall);
             shared
         });
         // Counted before the `Scheduler` exists, whose drop uncounts it.
         waker::scheduler_started(workers);
         let collector = Collector::new(workers);
+        let rate = crate::activity::Rate::new(&shared.clock);
         let mut scheduler = Scheduler {
             shared,
             threads: Vec::new(),
@@ -656,6 +663,9 @@ impl SchedulerBuilder {
             pinned_driver: None,
             stats: collector.empty_stats(),
             collector,
+            pacing: crate::sleep::Pacing::new(self.prewake_lead),
+            rate,
+            totals: crate::worker::Totals::default(),
         };
         // `build` returns once every worker thread is running: the first frame starts with all
         // of them, and the threads' own start-up (which allocates, and runs the start hooks) is
@@ -857,7 +867,7 @@ impl Scheduler {
     /// ```
     pub fn prewake(&self) {
         let shared = &self.shared;
-        shared.pacing.prewake();
+        shared.pace.prewake();
         shared.sleep.notify_background();
     }
 
@@ -895,18 +905,22 @@ impl Scheduler {
                 self.pinned_driver = Some(me);
             }
         }
-        let start = Instant::now();
         crate::profile::frame_started();
         let shared: &Shared = &self.shared;
+        // The frame's times are clock units (`activity.rs`: a few nanoseconds to read, where
+        // an `Instant` may cost 30 to 60); `rate` turns them into nanoseconds.
+        let start_units = self.rate.now();
+        self.rate.update(&shared.clock, start_units);
         let index = self.next_index;
         self.next_index += 1;
-        let before = shared.totals();
-        shared.pacing.frame_started(start);
+        self.pacing
+            .frame_started(&shared.pace, self.rate.ns(start_units) + 1);
         // Workers read the frame's number when they find its jobs; its start is the zero of
         // their activity figures.
         shared.clock.frame_begin(index);
-        let start_ns = shared.clock.now();
-        shared.panics.store(0, Ordering::Relaxed);
+        if shared.panics.load(Ordering::Relaxed) != 0 {
+            shared.panics.store(0, Ordering::Relaxed);
+        }
         shared.root.state.store(SCHEDULED, Ordering::Release);
         if let Some(stall) = shared.stall.as_deref() {
             stall.frame_begin(index);
@@ -946,7 +960,7 @@ impl Scheduler {
             // Nothing in `drive` or `end_frame` unwinds (user code there is caught); if it did,
             // jobs could outlive the borrows they hold, so abort instead.
             let guard = AbortOnUnwind("run_frame's driving loop");
-            drive(shared, start_ns, &mut root, &mut output);
+            drive(shared, start_units, &mut root, &mut output);
             core::mem::forget(guard);
             output
         };
@@ -965,22 +979,26 @@ impl Scheduler {
             unsafe { shared.tracer.frame_end(index, arena.used.used) };
         }
         crate::profile::frame_finished();
-        let after = shared.totals();
-        let end = Instant::now();
-        let elapsed = end - start;
-        if shared.pacing.frame_ended(end) {
+        let end_units = self.rate.now();
+        self.rate.update(&shared.clock, end_units);
+        let elapsed = Duration::from_nanos(self.rate.ns(end_units.saturating_sub(start_units)));
+        if self
+            .pacing
+            .frame_ended(&shared.pace, self.rate.ns(end_units) + 1)
+        {
             // Workers that parked during the frame would sleep through the next one's window:
             // let them re-park with its deadline.
             shared.sleep.notify_background();
         }
+        let before = self.totals;
+        let after = shared.totals();
+        self.totals = after;
         let rows = &mut self.stats.workers;
-        let end_units = shared.clock.now();
-        let ns_per_unit = shared.clock.ns_per_unit(end, end_units);
         self.collector.end(
             shared,
             index,
-            (start_ns, end_units),
-            ns_per_unit,
+            (start_units, end_units),
+            self.rate.ns_per_unit(),
             elapsed,
             rows,
         );
@@ -1176,7 +1194,12 @@ struct ArenaEnd {
 ///    counted, and every output nobody took has been dropped, so no worker touches its frame
 ///    state until the next frame.
 unsafe fn end_frame(shared: &Shared) -> ArenaEnd {
-    let foreign_used = shared.foreign_used.swap(false, Ordering::Acquire);
+    // A load first: most frames have no foreign spawn, and a swap is a locked instruction.
+    // No thread sets the flag now (1): the frame's spawns are over.
+    let foreign_used = shared.foreign_used.load(Ordering::Acquire);
+    if foreign_used {
+        shared.foreign_used.store(false, Ordering::Relaxed);
+    }
     // Values allocated with `Frame::alloc` and friends: dropped before anything is reset or
     // orphaned (they may hold wakers), on this thread.
     let mut on_panic = |p| shared.record_panic(p);

@@ -34,7 +34,7 @@
 //! workers park at once instead of spinning. But a worker woken by the driving thread at the
 //! start of the next frame may start late (the system may put it on the driver's own busy core
 //! after a long sleep), so [`Pacing`] learns the frame period and gives the workers a *window*
-//! around the expected start of the next frame: they park with a deadline at its beginning
+//! around the expected start of the next frame (in [`PaceHints`]): they park with a deadline at its beginning
 //! (a timer wakes them where they slept), then look for work, spinning lightly, until the
 //! frame comes or the window closes. `Scheduler::prewake` opens a window at once.
 
@@ -270,50 +270,54 @@ impl Sleep {
 /// next window, widened by how far it missed, and only if it missed by at most an eighth of
 /// the period (a steady rhythm).
 ///
-/// Every field but the window is written only by the driving thread (`run_frame`, which holds
-/// the `Scheduler` exclusively); the window is also written by `Scheduler::prewake` and read by
-/// idle workers. All relaxed: a stale or torn window only makes a worker hover or park when it
-/// need not, and parking itself follows the strict protocol above.
+/// Owned by the `Scheduler` and used only by the driving thread (`run_frame`, which holds the
+/// `Scheduler` exclusively): plain fields, on no line a worker reads. What workers read is in
+/// [`PaceHints`], written only when it changes.
+///
+/// Times are nanoseconds since the scheduler's clock epoch (`PaceHints::base`), plus one so
+/// that 0 means "none yet".
 #[derive(Debug)]
 pub(crate) struct Pacing {
-    base: Instant,
     /// How long before the expected start a window opens (`0`: learned windows are off).
     lead: u64,
-    /// How long a window stays open after its expected start (or after `prewake`).
-    hover: u64,
-    /// Nanoseconds since `base` (`0`: none yet): the last frame's start and end, the last
-    /// period (start to start) and gap (end to start).
-    start: AtomicU64,
-    end: AtomicU64,
-    period: AtomicU64,
-    gap: AtomicU64,
+    /// The last frame's start and end, the last period (start to start) and gap (end to start).
+    start: u64,
+    end: u64,
+    period: u64,
+    gap: u64,
     /// The next start as predicted at the last frame end, by the period and by the gap.
-    by_period: AtomicU64,
-    by_gap: AtomicU64,
+    by_period: u64,
+    by_gap: u64,
     /// Whether the gap predicted the last start better, and by how much the better one missed
     /// (`u64::MAX`: no prediction yet).
-    use_gap: std::sync::atomic::AtomicBool,
-    miss: AtomicU64,
+    use_gap: bool,
+    miss: u64,
     /// Whether the last gap between frames was under [`BACK_TO_BACK`].
-    back_to_back: std::sync::atomic::AtomicBool,
-    /// What idle workers read, on lines of their own, written only when it changes: a line
-    /// the driving thread wrote every frame while workers spin reading it would cost the
-    /// driver a cache miss per write.
-    hints: crossbeam_utils::CachePadded<Hints>,
+    back_to_back: bool,
 }
 
-/// What idle workers read of [`Pacing`] (see `hints`).
+/// What idle workers read of the frames' rhythm, on lines of its own (in `Shared`), written
+/// only when it changes: a line the driving thread wrote every frame while workers spin
+/// reading it would cost the driver a cache miss per write.
+///
+/// Written by the driving thread ([`Pacing`]) and by `Scheduler::prewake`; read by idle
+/// workers. All relaxed: a stale or torn window only makes a worker hover or park when it need
+/// not, and parking itself follows the strict protocol above.
 #[derive(Debug)]
-struct Hints {
+pub(crate) struct PaceHints {
+    /// The zero of every time here: the scheduler's clock epoch (`activity::Clock`).
+    base: Instant,
+    /// How long a window stays open after its expected start (or after `prewake`).
+    hover: u64,
     /// Whether idle workers should behave as inside a frame (spin, then park): a frame runs,
     /// or frames come back to back.
     active: std::sync::atomic::AtomicBool,
-    /// The window, in nanoseconds since `base`; empty when `from >= until`.
+    /// The window, in nanoseconds since `base` (plus one); empty when `from >= until`.
     from: AtomicU64,
     until: AtomicU64,
 }
 
-/// Stores `v` unless `a` holds it already (see `Pacing::hints`).
+/// Stores `v` unless `load` is it already (see [`PaceHints`]).
 fn store_changed<T: Copy + PartialEq>(load: T, v: T, store: impl FnOnce(T)) {
     if load != v {
         store(v);
@@ -328,37 +332,88 @@ const BACK_TO_BACK: u64 = 200_000;
 const MAX_SLACK: u64 = 1_000_000;
 
 impl Pacing {
-    pub(crate) fn new(lead: Duration, hover: Duration) -> Pacing {
-        let zero = || AtomicU64::new(0);
+    /// Windows open `lead` before each expected start (`Duration::ZERO`: never).
+    pub(crate) fn new(lead: Duration) -> Pacing {
         Pacing {
-            base: Instant::now(),
             lead: lead.as_nanos() as u64,
-            hover: hover.as_nanos() as u64,
-            start: zero(),
-            end: zero(),
-            period: zero(),
-            gap: zero(),
-            by_period: zero(),
-            by_gap: zero(),
-            use_gap: std::sync::atomic::AtomicBool::new(false),
-            miss: AtomicU64::new(u64::MAX),
-            back_to_back: std::sync::atomic::AtomicBool::new(false),
-            hints: crossbeam_utils::CachePadded::new(Hints {
-                active: std::sync::atomic::AtomicBool::new(false),
-                from: zero(),
-                until: zero(),
-            }),
+            start: 0,
+            end: 0,
+            period: 0,
+            gap: 0,
+            by_period: 0,
+            by_gap: 0,
+            use_gap: false,
+            miss: u64::MAX,
+            back_to_back: false,
         }
     }
 
-    /// `at` in nanoseconds since `base` (`+ 1` keeps 0 for "none"; a process does not run for
-    /// 584 years).
-    fn ns(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.base).as_nanos() as u64 + 1
+    /// A frame starts at `now` (nanoseconds since the clock's epoch, plus one): score the two
+    /// predictions, learn the period and the gap, and tell idle workers a frame runs.
+    pub(crate) fn frame_started(&mut self, hints: &PaceHints, now: u64) {
+        if self.by_period != 0 && self.by_gap != 0 {
+            let (period_miss, gap_miss) = (now.abs_diff(self.by_period), now.abs_diff(self.by_gap));
+            self.use_gap = gap_miss < period_miss;
+            self.miss = period_miss.min(gap_miss);
+        }
+        if self.start != 0 {
+            self.period = now.saturating_sub(self.start);
+        }
+        if self.end != 0 {
+            self.gap = now.saturating_sub(self.end);
+        }
+        self.back_to_back = self.end != 0 && now.saturating_sub(self.end) < BACK_TO_BACK;
+        hints.set_active(true);
+        self.start = now;
     }
 
+    /// A frame ended at `now`: predict the next start, and open a window around it if the
+    /// rhythm is steady. Returns whether a window is open or ahead (idle workers parked
+    /// without a deadline should be woken to park again with one).
+    pub(crate) fn frame_ended(&mut self, hints: &PaceHints, now: u64) -> bool {
+        self.end = now;
+        hints.set_active(self.back_to_back);
+        if self.period == 0 || self.gap == 0 {
+            return false;
+        }
+        self.by_period = self.start + self.period;
+        self.by_gap = now + self.gap;
+        if self.lead == 0 || self.miss > self.period / 8 {
+            return false;
+        }
+        let next = if self.use_gap {
+            self.by_gap
+        } else {
+            self.by_period
+        };
+        let slack = self.miss.min(MAX_SLACK);
+        hints.open(
+            next.saturating_sub(self.lead + slack),
+            next + hints.hover + slack,
+        );
+        true
+    }
+}
+
+impl PaceHints {
+    /// Hints whose times count from `base` (the clock's epoch); windows stay open `hover`
+    /// past their expected start.
+    pub(crate) fn new(base: Instant, hover: Duration) -> PaceHints {
+        PaceHints {
+            base,
+            hover: hover.as_nanos() as u64,
+            active: std::sync::atomic::AtomicBool::new(false),
+            from: AtomicU64::new(0),
+            until: AtomicU64::new(0),
+        }
+    }
+
+    /// Now, in nanoseconds since `base`, plus one (a process does not run for 584 years).
     fn now(&self) -> u64 {
-        self.ns(Instant::now())
+        Instant::now()
+            .saturating_duration_since(self.base)
+            .as_nanos() as u64
+            + 1
     }
 
     /// Whether idle workers should behave as inside a frame (spin, then park) rather than
@@ -367,70 +422,13 @@ impl Pacing {
     /// [`BACK_TO_BACK`]), so that the next frame needs no wake.
     #[inline]
     pub(crate) fn active(&self) -> bool {
-        self.hints.active.load(std::sync::atomic::Ordering::Relaxed)
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set_active(&self, active: bool) {
         use std::sync::atomic::Ordering::Relaxed;
-        let a = &self.hints.active;
+        let a = &self.active;
         store_changed(a.load(Relaxed), active, |v| a.store(v, Relaxed));
-    }
-
-    /// A frame starts at `at` (driving thread): score the two predictions, learn the period
-    /// and the gap.
-    pub(crate) fn frame_started(&self, at: Instant) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self.ns(at);
-        let (by_period, by_gap) = (self.by_period.load(Relaxed), self.by_gap.load(Relaxed));
-        if by_period != 0 && by_gap != 0 {
-            let (period_miss, gap_miss) = (now.abs_diff(by_period), now.abs_diff(by_gap));
-            self.use_gap.store(gap_miss < period_miss, Relaxed);
-            self.miss.store(period_miss.min(gap_miss), Relaxed);
-        }
-        let (start, end) = (self.start.load(Relaxed), self.end.load(Relaxed));
-        if start != 0 {
-            self.period.store(now - start, Relaxed);
-        }
-        if end != 0 {
-            self.gap.store(now - end, Relaxed);
-        }
-        self.back_to_back
-            .store(end != 0 && now - end < BACK_TO_BACK, Relaxed);
-        self.set_active(true);
-        self.start.store(now, Relaxed);
-    }
-
-    /// A frame ended at `at` (driving thread): predict the next start, and open a window
-    /// around it if the rhythm is steady. Returns whether a window is open or ahead (idle
-    /// workers parked without a deadline should be woken to park again with one).
-    pub(crate) fn frame_ended(&self, at: Instant) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let now = self.ns(at);
-        self.end.store(now, Relaxed);
-        self.set_active(self.back_to_back.load(Relaxed));
-        let (period, gap) = (self.period.load(Relaxed), self.gap.load(Relaxed));
-        if period == 0 || gap == 0 {
-            return false;
-        }
-        let by_period = self.start.load(Relaxed) + period;
-        let by_gap = now + gap;
-        self.by_period.store(by_period, Relaxed);
-        self.by_gap.store(by_gap, Relaxed);
-        let miss = self.miss.load(Relaxed);
-        if self.lead == 0 || miss > period / 8 {
-            return false;
-        }
-        let next = if self.use_gap.load(Relaxed) {
-            by_gap
-        } else {
-            by_period
-        };
-        let slack = miss.min(MAX_SLACK);
-        self.open(
-            next.saturating_sub(self.lead + slack),
-            next + self.hover + slack,
-        );
-        true
     }
 
     /// Opens a window now (`Scheduler::prewake`).
@@ -443,24 +441,27 @@ impl Pacing {
         // `until` first: a reader that sees the new `from` with the old `until` sees an empty
         // or a shorter window, never a longer one.
         use std::sync::atomic::Ordering::Relaxed;
-        let h = &self.hints;
-        store_changed(h.until.load(Relaxed), until, |v| h.until.store(v, Relaxed));
-        store_changed(h.from.load(Relaxed), from, |v| h.from.store(v, Relaxed));
+        store_changed(self.until.load(Relaxed), until, |v| {
+            self.until.store(v, Relaxed)
+        });
+        store_changed(self.from.load(Relaxed), from, |v| {
+            self.from.store(v, Relaxed)
+        });
     }
 
     /// What an idle worker between frames should do now.
     pub(crate) fn between_frames(&self) -> BetweenFrames {
         let now = self.now();
         let (from, until) = (
-            self.hints.from.load(std::sync::atomic::Ordering::Relaxed),
-            self.hints.until.load(std::sync::atomic::Ordering::Relaxed),
+            self.from.load(std::sync::atomic::Ordering::Relaxed),
+            self.until.load(std::sync::atomic::Ordering::Relaxed),
         );
         if now >= until || from >= until {
             BetweenFrames::Park
         } else if now >= from {
             BetweenFrames::Hover
         } else {
-            BetweenFrames::ParkUntil(self.base + Duration::from_nanos(from))
+            BetweenFrames::ParkUntil(self.base + Duration::from_nanos(from - 1))
         }
     }
 }

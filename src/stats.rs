@@ -275,23 +275,28 @@ impl Collector {
                 steals: c.steals.load(Ordering::Acquire),
                 parks: c.parks.load(Ordering::Acquire),
             };
-            // The worker's mark is read after `end` was taken: see `WorkerClock::span`.
-            let span = c.clock.span(index, start, end);
-            let wake_lag = span.wake_lag.map(ns);
-            let busy = ns(span.busy).min(elapsed_ns - wake_lag.unwrap_or(0));
-            let idle = elapsed_ns - wake_lag.unwrap_or(0) - busy;
             *row = WorkerStats {
                 polls: now.polls - b.polls,
                 jobs: now.completed - b.completed,
                 steals_taken: now.steals - b.steals,
                 steals_lost: 0,
                 parks: now.parks - b.parks,
-                busy: Duration::from_nanos(busy),
-                idle: Duration::from_nanos(idle),
-                wake_lag: wake_lag.map(Duration::from_nanos),
+                busy: Duration::ZERO,
+                idle: elapsed,
+                wake_lag: None,
             };
-            stolen |= row.steals_taken != 0;
             *b = now;
+            stolen |= row.steals_taken != 0;
+            // The worker's mark is read after `end` was taken: see `WorkerClock::span`.
+            let span = c.clock.span(index, start, end);
+            // A worker that started no job was idle throughout (the row as it is).
+            if let Some(lag) = span.wake_lag {
+                let wake_lag = ns(lag);
+                let busy = ns(span.busy).min(elapsed_ns - wake_lag);
+                row.wake_lag = Some(Duration::from_nanos(wake_lag));
+                row.busy = Duration::from_nanos(busy);
+                row.idle = Duration::from_nanos(elapsed_ns - wake_lag - busy);
+            }
         }
         if stolen {
             // Only the rows of the steal matrix of workers that stole have moved.

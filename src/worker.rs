@@ -32,7 +32,7 @@ use crate::harness::{flush_pending, run_job};
 use crate::job::state::DETACHED;
 use crate::job::{Header, JobKind, JobList, JobRef};
 use crate::priority::Priority;
-use crate::sleep::{BetweenFrames, Pacing, Sleep, WORKER_IDLE, hover_round, idle_round};
+use crate::sleep::{BetweenFrames, PaceHints, Sleep, WORKER_IDLE, hover_round, idle_round};
 use crate::sync::{
     AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering, UnsafeCell, load_own, lock,
 };
@@ -84,7 +84,8 @@ pub(crate) struct Shared {
     /// written after build), like `tracer`.
     pub(crate) stall: CachePadded<Option<Box<crate::stall::Stall>>>,
     pub(crate) sleep: Sleep,
-    pub(crate) pacing: Pacing,
+    /// What idle workers read of the frames' rhythm (`sleep.rs`), on lines of its own.
+    pub(crate) pace: CachePadded<PaceHints>,
     first_panic: Mutex<Option<Box<dyn Any + Send>>>,
     pub(crate) panics: AtomicUsize,
     pub(crate) shutdown: AtomicBool,
@@ -261,15 +262,17 @@ impl Shared {
         workers: Box<[CachePadded<Worker>]>,
         pool: Pool,
         tracer: crate::trace::Tracer,
-        pacing: Pacing,
+        hover: std::time::Duration,
         this: *const Shared,
     ) -> Shared {
         let n = workers.len();
+        let clock = Clock::new();
+        let pace = CachePadded::new(PaceHints::new(clock.epoch(), hover));
         Shared {
             workers,
             pool,
             tracer: CachePadded::new(tracer),
-            clock: CachePadded::new(Clock::new()),
+            clock: CachePadded::new(clock),
             injectors: core::array::from_fn(|_| Mutex::new(JobList::new())),
             injected: core::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
             driver_queues: core::array::from_fn(|_| Mutex::new(JobList::new())),
@@ -293,7 +296,7 @@ impl Shared {
             ),
             stall: CachePadded::new(None),
             sleep: Sleep::new(n),
-            pacing,
+            pace,
             first_panic: Mutex::new(None),
             panics: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
@@ -684,7 +687,7 @@ impl Shared {
 }
 
 /// Jobs spawned (all, local, from foreign threads) and steals, since the scheduler started.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Totals {
     pub(crate) spawned: u64,
     pub(crate) local: u64,
@@ -724,9 +727,9 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
             unsafe { flush_pending(shared, index) };
             shared.sleep.notify_driver();
         }
-        // Inside a frame, or between frames that come back to back (see `Pacing::active`):
+        // Inside a frame, or between frames that come back to back (see `PaceHints::active`):
         // spin a while, then park. Otherwise park at once, or hover in a pre-wake window.
-        let in_frame = shared.pacing.active();
+        let in_frame = shared.pace.active();
         if in_frame && idle_round(&mut round, WORKER_IDLE) {
             continue;
         }
@@ -739,7 +742,7 @@ pub(crate) fn main_loop(shared: &Shared, index: usize) {
         let between = if in_frame {
             BetweenFrames::Park
         } else {
-            shared.pacing.between_frames()
+            shared.pace.between_frames()
         };
         if between == BetweenFrames::Hover {
             hover_round();

@@ -616,3 +616,31 @@ fn arena_capacity_counts_the_foreign_arena_like_arena_bytes() {
         }
     });
 }
+
+/// `elapsed` is the frame's wall time: the scheduler times frames with the cheap clock
+/// (the time-stamp counter on x86-64) and converts with a rate it measures against `Instant`,
+/// so check it against `Instant` from outside: never more than the call took, never less than
+/// the job slept. Frames of 0 to 15 ms, from the very first frame of a new scheduler (whose
+/// rate has been measured over microseconds only) on.
+#[test]
+fn elapsed_is_the_frames_wall_time() {
+    for_each_worker_count(&[1, 2], |workers, scheduler| {
+        for (i, ms) in [5u64, 0, 15, 1, 0, 10, 2].into_iter().enumerate() {
+            let outer = Instant::now();
+            scheduler.run_frame(async |frame| {
+                frame
+                    .spawn(async move { thread::sleep(Duration::from_millis(ms)) })
+                    .await;
+            });
+            let took = outer.elapsed();
+            let elapsed = scheduler.last_frame_stats().elapsed;
+            // Slack for the rate's error: 1% and 20 µs.
+            let slack = took / 100 + Duration::from_micros(20);
+            assert!(
+                elapsed >= Duration::from_millis(ms) && elapsed <= took + slack,
+                "workers({workers}), frame {i}: elapsed {elapsed:?}, the job slept {ms} ms, \
+                 run_frame took {took:?}"
+            );
+        }
+    });
+}

@@ -128,7 +128,7 @@ impl Ring {
 
 /// The clock: raw ticks, cheap to read; converted to nanoseconds at the end of a trace (and by
 /// the stall watchdog, which times polls with it).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     /// Where the ticks count from where there is no time-stamp counter.
     #[cfg_attr(all(target_arch = "x86_64", not(miri)), allow(dead_code))]
