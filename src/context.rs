@@ -9,6 +9,7 @@ use core::cell::Cell;
 use core::ptr;
 
 use crate::job::Header;
+use crate::priority::Priority;
 use crate::waker::CellPool;
 use crate::worker::Shared;
 
@@ -19,6 +20,9 @@ pub(crate) struct Current {
     pub(crate) index: usize,
     /// Whether the code running now may call `spawn_local`: the root future or a local job.
     pub(crate) local_ok: bool,
+    /// The priority of the job (or root future) being polled on this thread: what its spawns
+    /// inherit. Kept here, beside what a spawn reads anyway, rather than in the worker's state.
+    pub(crate) priority: Priority,
 }
 
 impl Current {
@@ -33,6 +37,7 @@ impl Current {
         shared: ptr::null(),
         index: 0,
         local_ok: false,
+        priority: Priority::Normal,
     };
 }
 
@@ -53,6 +58,7 @@ pub(crate) fn enter(shared: &Shared, index: usize) -> EnterGuard {
             shared,
             index,
             local_ok: false,
+            priority: Priority::Normal,
         })
     });
     EnterGuard(prev)
@@ -78,6 +84,16 @@ fn set_local_ok(ok: bool) -> bool {
 }
 
 /// Runs `f` with `spawn_local` allowed (or not), restoring the previous setting after.
+/// The job about to be polled on this thread has priority `p` (see [`Current::priority`]).
+#[inline]
+pub(crate) fn set_priority(p: Priority) {
+    CURRENT.with(|c| {
+        let mut cur = c.get();
+        cur.priority = p;
+        c.set(cur);
+    });
+}
+
 pub(crate) fn with_local_ok<R>(ok: bool, f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {

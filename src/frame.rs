@@ -237,11 +237,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     #[inline]
     pub(crate) fn spawner_priority(&self, cur: Current) -> Priority {
         if ptr::eq(cur.shared, self.shared) {
-            // SAFETY: we are worker `cur.index` of this scheduler: `own` is ours (Shared
-            // invariant 2), and no reference into it is held while a job runs.
-            self.shared.workers[cur.index]
-                .own
-                .with(|own| unsafe { (*own).priority })
+            cur.priority
         } else {
             Priority::Normal
         }

@@ -90,9 +90,7 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
     let counter = h.counter.map_or(ptr::null(), |c| c.as_ptr().cast_const());
     // SAFETY: (1): `own` is ours. A pending counter lives in the frame arena, and the frame
     // cannot end before the batch is flushed (see `flush_pending`).
-    let flush = shared.workers[index].own.with_mut(|own| unsafe {
-        // What the job's spawns inherit.
-        (*own).priority = h.priority;
+    let flush = shared.workers[index].own.with(|own| unsafe {
         (*own).pending != 0
             && (polled_before
                 || !ptr::eq((*own).pending_counter, counter)
@@ -102,6 +100,8 @@ pub(crate) unsafe fn run_job(shared: &Shared, index: usize, job: JobRef) {
         // SAFETY: (1).
         unsafe { flush_pending(shared, index) };
     }
+    // What the job's spawns inherit.
+    crate::context::set_priority(h.priority);
     // SAFETY: the header is live during the poll.
     let waker = unsafe { waker::borrowed(job.0) };
     let mut cx = Context::from_waker(&waker);

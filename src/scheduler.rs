@@ -938,7 +938,6 @@ impl Scheduler {
                 // Looks for work count from the frame's start, so the order of a small
                 // frame's jobs does not depend on the frames before it.
                 (*own).ticks = 0;
-                (*own).priority = Priority::Normal;
             });
             let frame = Frame::new(shared, index);
             // The root future lives on this stack frame, pinned; it is dropped in place in
@@ -1039,6 +1038,7 @@ fn drive<Fut: Future>(
 ) {
     let root_header = core::ptr::NonNull::from(&shared.root);
     let mut round = 0;
+    let mut look_for_end = true;
     let counts = &shared.workers[0].counts;
     // SAFETY: this thread is worker 0 for the frame, whose number `run_frame` has published.
     let mut activity =
@@ -1060,7 +1060,11 @@ fn drive<Fut: Future>(
             unsafe { harness::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
         }
-        if root.is_none() {
+        // Whether the frame is over is a look at every worker's counts: not after each job
+        // (a job just found is unfinished, so the frame is not over while there are jobs to
+        // find), only when the root has just finished or no job was found.
+        if root.is_none() && look_for_end {
+            look_for_end = false;
             let (completed, spawned) = shared.job_counts();
             if completed == spawned {
                 // Drop the outputs nobody took. Their destructors are user code and may, in odd
@@ -1086,6 +1090,7 @@ fn drive<Fut: Future>(
             round = 0;
             continue;
         }
+        look_for_end = true;
         // SAFETY: as for `working` above.
         unsafe { activity.out_of_work(&shared.clock, &counts.clock) };
         if round == 0 {
@@ -1128,9 +1133,7 @@ fn poll_root<Fut: Future>(
     shared.root.transition_to_running();
     // The root counts as a `Normal` job: its spawns inherit that.
     // SAFETY: the driving thread is worker 0: `own` is ours (Shared invariant 2).
-    shared.workers[0]
-        .own
-        .with_mut(|own| unsafe { (*own).priority = Priority::Normal });
+    context::set_priority(Priority::Normal);
     if let Some(stall) = shared.stall.as_deref() {
         // SAFETY: the driving thread is worker 0, about to poll the root.
         unsafe { stall.poll_begin(shared, 0, root_header) };

@@ -184,9 +184,6 @@ pub(crate) struct FrameState {
 pub(crate) struct OwnState {
     /// Counts `find_work` calls, for the fairness checks.
     pub(crate) ticks: u32,
-    /// The priority of the job this worker is polling (or last polled): what its spawns
-    /// inherit.
-    pub(crate) priority: Priority,
     /// Counted jobs this worker finished but has not yet taken off their counter (all on
     /// `pending_counter`) nor added to its `completed` count: see
     /// [`flush_pending`](crate::harness::flush_pending).
@@ -246,7 +243,6 @@ impl Worker {
             }),
             own: UnsafeCell::new(OwnState {
                 ticks: 0,
-                priority: Priority::Normal,
                 pending: 0,
                 pending_counter: ptr::null(),
                 last_seen: vec![(usize::MAX, 0, 0); workers].into_boxed_slice(),
@@ -382,11 +378,18 @@ impl Shared {
         self.sleep.notify_driver();
     }
 
+    #[inline]
     fn pop_driver(&self, level: Priority) -> Option<JobRef> {
-        let l = level.index();
-        if self.driver_pending[l].load(Ordering::Acquire) == 0 {
+        // The driver looks here on every look for work: the empty case is one load, inline.
+        if self.driver_pending[level.index()].load(Ordering::Acquire) == 0 {
             return None;
         }
+        self.pop_driver_locked(level)
+    }
+
+    #[inline(never)]
+    fn pop_driver_locked(&self, level: Priority) -> Option<JobRef> {
+        let l = level.index();
         let job = lock(&self.driver_queues[l]).pop_front()?;
         self.driver_pending[l].fetch_sub(1, Ordering::AcqRel);
         Some(job)
