@@ -1060,25 +1060,17 @@ fn drive<Fut: Future>(
             unsafe { harness::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
         }
-        // Whether the frame is over is a look at every worker's counts: not after each job
-        // (a job just found is unfinished, so the frame is not over while there are jobs to
-        // find), only when the root has just finished or no job was found.
+        // Whether the frame is over is a look at every worker's counts, so not after each
+        // job (a job just found is unfinished: the frame is not over while there are jobs to
+        // find): once when the root has finished, then each time no job is found.
         if root.is_none() && look_for_end {
             look_for_end = false;
-            let (completed, spawned) = shared.job_counts();
-            if completed == spawned {
-                // Drop the outputs nobody took. Their destructors are user code and may, in odd
-                // programs, spawn jobs (which may leave outputs of their own on any worker's
-                // list): then run those, and sweep again once they are done. The frame is over
-                // only after a sweep during which nothing was spawned.
-                // SAFETY: every job has completed and was counted.
-                unsafe { harness::sweep_outputs(shared) };
-                if shared.job_counts().1 == spawned {
-                    // The frame's end is the driver's work.
-                    // SAFETY: as for `working` above.
-                    unsafe { activity.working(&shared.clock, &counts.clock) };
-                    return;
-                }
+            // SAFETY: the driving thread, the root done.
+            if unsafe { frame_over(shared) } {
+                // The frame's end is the driver's work.
+                // SAFETY: as for `working` above.
+                unsafe { activity.working(&shared.clock, &counts.clock) };
+                return;
             }
         }
         // SAFETY: this thread is worker 0 for the duration of the frame.
@@ -1090,13 +1082,19 @@ fn drive<Fut: Future>(
             round = 0;
             continue;
         }
-        look_for_end = true;
         // SAFETY: as for `working` above.
         unsafe { activity.out_of_work(&shared.clock, &counts.clock) };
         if round == 0 {
-            // Nothing to run: publish batched completions before idling.
+            // Nothing to run: publish batched completions before idling (and before looking
+            // at the counts: they may hold the frame's last jobs).
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { harness::flush_pending(shared, 0) };
+        }
+        // SAFETY: the driving thread, the root done.
+        if root.is_none() && unsafe { frame_over(shared) } {
+            // SAFETY: as for `working` above.
+            unsafe { activity.working(&shared.clock, &counts.clock) };
+            return;
         }
         if sleep::idle_round(&mut round, sleep::DRIVER_IDLE) {
             continue;
@@ -1122,6 +1120,27 @@ fn drive<Fut: Future>(
         crate::profile::unparked(0);
         round = 0;
     }
+}
+
+/// Whether the frame whose root has finished is over: every job spawned has completed, and
+/// the outputs nobody took are dropped.
+///
+/// # Safety
+/// 1. Called on the driving thread of `shared`'s running frame, whose root future has
+///    finished (so no job can be spawned but by jobs, or by the destructors run here).
+unsafe fn frame_over(shared: &Shared) -> bool {
+    let (completed, spawned) = shared.job_counts();
+    if completed != spawned {
+        return false;
+    }
+    // Drop the outputs nobody took. Their destructors are user code and may, in odd programs,
+    // spawn jobs (which may leave outputs of their own on any worker's list): then run those,
+    // and sweep again once they are done. The frame is over only after a sweep during which
+    // nothing was spawned.
+    // SAFETY: every job has completed and was counted (the counts above; the root is done,
+    // by (1)), and this is the driving thread.
+    unsafe { harness::sweep_outputs(shared) };
+    shared.job_counts().1 == spawned
 }
 
 fn poll_root<Fut: Future>(
