@@ -1061,8 +1061,8 @@ fn drive<Fut: Future>(
             poll_root(shared, root_header, root, output);
         }
         // Whether the frame is over is a look at every worker's counts, so not after each
-        // job (a job just found is unfinished: the frame is not over while there are jobs to
-        // find): once when the root has finished, then each time no job is found.
+        // job (while jobs of ours are queued the frame is not over): when the root has
+        // finished, after a job that left our deque empty, and each time no job is found.
         if root.is_none() && look_for_end {
             look_for_end = false;
             // SAFETY: the driving thread, the root done.
@@ -1080,6 +1080,9 @@ fn drive<Fut: Future>(
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { harness::run_job(shared, 0, job) };
             round = 0;
+            // That may have been the frame's last job: look at once if nothing of ours is
+            // queued (two loads of our own deque's line; a job there means the frame goes on).
+            look_for_end = shared.workers[0].queues[Priority::Normal.index()].is_empty();
             continue;
         }
         // SAFETY: as for `working` above.
