@@ -1154,7 +1154,6 @@ fn poll_root<Fut: Future>(
 ) {
     shared.root.transition_to_running();
     // The root counts as a `Normal` job: its spawns inherit that.
-    // SAFETY: the driving thread is worker 0: `own` is ours (Shared invariant 2).
     context::set_priority(Priority::Normal);
     if let Some(stall) = shared.stall.as_deref() {
         // SAFETY: the driving thread is worker 0, about to poll the root.
