@@ -71,6 +71,17 @@ const COUNTED_JOBS: usize = 10_000;
 const OUTER: usize = 64;
 const INNER: usize = 64;
 
+/// Runs `f` with the counting allocator on and returns the heap allocations and bytes that
+/// every thread made meanwhile.
+fn count_allocations(f: impl FnOnce()) -> (u64, u64) {
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst))
+}
+
 /// 10 000 counted jobs writing a borrowed slice, plus 64 jobs that each spawn 64 and await them
 /// through a counter and through handles. Returns the number of jobs spawned.
 fn frame_workload(scheduler: &mut Scheduler, slots: &mut [u64], nested: &[u64]) {
@@ -126,14 +137,11 @@ fn check(workers: usize) {
     let expected_jobs = (COUNTED_JOBS + OUTER + OUTER * INNER) as u64;
     assert_eq!(scheduler.last_frame_stats().jobs, expected_jobs);
 
-    ALLOCS.store(0, Ordering::SeqCst);
-    BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for _ in 0..100 {
-        frame_workload(&mut scheduler, &mut slots, &nested);
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let (allocs, bytes) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    let (allocs, bytes) = count_allocations(|| {
+        for _ in 0..100 {
+            frame_workload(&mut scheduler, &mut slots, &nested);
+        }
+    });
 
     // Frame values were dropped: 5 per outer job per frame (150 frames).
     assert_eq!(DROPS.swap(0, Ordering::SeqCst), 150 * 5 * OUTER as u64);
@@ -204,14 +212,11 @@ fn check_parallel(workers: usize) {
     for _ in 0..50 {
         parallel_workload(&mut scheduler, &mut items, &sum);
     }
-    ALLOCS.store(0, Ordering::SeqCst);
-    BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for _ in 0..100 {
-        parallel_workload(&mut scheduler, &mut items, &sum);
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let (allocs, bytes) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    let (allocs, bytes) = count_allocations(|| {
+        for _ in 0..100 {
+            parallel_workload(&mut scheduler, &mut items, &sum);
+        }
+    });
     // The work really happened, 150 times.
     for (i, x) in items.iter().enumerate() {
         assert_eq!(*x, 150 * (i as u64 + 1), "item {i}");
@@ -242,14 +247,11 @@ fn check_traced(workers: usize) {
         frame_workload(&mut scheduler, &mut slots, &nested);
     }
     scheduler.start_trace();
-    ALLOCS.store(0, Ordering::SeqCst);
-    BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for _ in 0..20 {
-        frame_workload(&mut scheduler, &mut slots, &nested);
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let (allocs, bytes) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    let (allocs, bytes) = count_allocations(|| {
+        for _ in 0..20 {
+            frame_workload(&mut scheduler, &mut slots, &nested);
+        }
+    });
     let trace = scheduler.take_trace();
     // The buffers filled up: every worker recorded, then dropped the rest.
     assert!(
@@ -298,19 +300,17 @@ fn check_stall_watch(workers: usize) {
     let mut allocs = 0;
     let mut bytes = 0;
     for phase in 0..2 {
-        ALLOCS.store(0, Ordering::SeqCst);
-        BYTES.store(0, Ordering::SeqCst);
-        COUNTING.store(true, Ordering::SeqCst);
-        for _ in 0..50 {
-            if phase == 0 {
-                frame_workload(&mut counted, &mut slots, &nested);
-            } else {
-                parallel_workload(&mut loops, &mut items, &sum);
+        let (a, b) = count_allocations(|| {
+            for _ in 0..50 {
+                if phase == 0 {
+                    frame_workload(&mut counted, &mut slots, &nested);
+                } else {
+                    parallel_workload(&mut loops, &mut items, &sum);
+                }
             }
-        }
-        COUNTING.store(false, Ordering::SeqCst);
-        allocs += ALLOCS.load(Ordering::SeqCst);
-        bytes += BYTES.load(Ordering::SeqCst);
+        });
+        allocs += a;
+        bytes += b;
     }
     for (i, s) in slots.iter().enumerate() {
         assert_eq!(*s, (i as u64).wrapping_mul(100), "slot {i}");
@@ -340,13 +340,10 @@ fn check_quiet_after_build(workers: usize) {
                 builder = builder.stall_after(std::time::Duration::from_secs(60));
             }
             let scheduler = builder.build().unwrap();
-            ALLOCS.store(0, Ordering::SeqCst);
-            BYTES.store(0, Ordering::SeqCst);
-            COUNTING.store(true, Ordering::SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            COUNTING.store(false, Ordering::SeqCst);
-            allocs += ALLOCS.load(Ordering::SeqCst);
-            bytes += BYTES.load(Ordering::SeqCst);
+            let (a, b) =
+                count_allocations(|| std::thread::sleep(std::time::Duration::from_millis(5)));
+            allocs += a;
+            bytes += b;
             drop(scheduler);
         }
     }
