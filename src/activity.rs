@@ -92,9 +92,9 @@ impl Clock {
 }
 
 /// How the driving thread turns [`Clock`] units into nanoseconds: the rate measured against
-/// `Instant` over the scheduler's life, measured again once [`RATE_EVERY`] has passed, so a
-/// frame reads the cheap clock twice and an `Instant` (30 to 60 ns on some VMs) at most once
-/// per `RATE_EVERY`. Owned by the `Scheduler` (driving thread only).
+/// `Instant` over the scheduler's life, measured again whenever that life has doubled and at
+/// least every [`RATE_EVERY`], so a frame reads the cheap clock twice and an `Instant` (30 to
+/// 60 ns on some VMs) only on those frames. Owned by the `Scheduler` (driving thread only).
 ///
 /// On x86-64 the units are time-stamp counter ticks, whose rate is constant on every CPU with
 /// an invariant counter (all of this century's); elsewhere they are nanoseconds already and

@@ -73,27 +73,29 @@ impl Drop for EnterGuard {
     }
 }
 
+/// Sets whether `spawn_local` is allowed now; returns what it was.
 fn set_local_ok(ok: bool) -> bool {
+    update(|cur| core::mem::replace(&mut cur.local_ok, ok))
+}
+
+/// The job about to be polled on this thread has priority `p` (see [`Current::priority`]).
+#[inline]
+pub(crate) fn set_priority(p: Priority) {
+    update(|cur| cur.priority = p);
+}
+
+/// Changes this thread's [`Current`] in place with `f`.
+#[inline]
+fn update<R>(f: impl FnOnce(&mut Current) -> R) -> R {
     CURRENT.with(|c| {
         let mut cur = c.get();
-        let prev = cur.local_ok;
-        cur.local_ok = ok;
+        let out = f(&mut cur);
         c.set(cur);
-        prev
+        out
     })
 }
 
 /// Runs `f` with `spawn_local` allowed (or not), restoring the previous setting after.
-/// The job about to be polled on this thread has priority `p` (see [`Current::priority`]).
-#[inline]
-pub(crate) fn set_priority(p: Priority) {
-    CURRENT.with(|c| {
-        let mut cur = c.get();
-        cur.priority = p;
-        c.set(cur);
-    });
-}
-
 pub(crate) fn with_local_ok<R>(ok: bool, f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
