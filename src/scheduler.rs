@@ -914,7 +914,7 @@ impl Scheduler {
         let index = self.next_index;
         self.next_index += 1;
         self.pacing
-            .frame_started(&shared.pace, self.rate.ns(start_units) + 1);
+            .frame_started(&shared.pace, self.rate.ns(start_units));
         // Workers read the frame's number when they find its jobs; its start is the zero of
         // their activity figures.
         shared.clock.frame_begin(index);
@@ -983,7 +983,7 @@ impl Scheduler {
         let elapsed = Duration::from_nanos(self.rate.ns(end_units.saturating_sub(start_units)));
         if self
             .pacing
-            .frame_ended(&shared.pace, self.rate.ns(end_units) + 1)
+            .frame_ended(&shared.pace, self.rate.ns(end_units))
         {
             // Workers that parked during the frame would sleep through the next one's window:
             // let them re-park with its deadline.

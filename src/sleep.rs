@@ -274,8 +274,8 @@ impl Sleep {
 /// `Scheduler` exclusively): plain fields, on no line a worker reads. What workers read is in
 /// [`PaceHints`], written only when it changes.
 ///
-/// Times are nanoseconds since the scheduler's clock epoch (`PaceHints::base`), plus one so
-/// that 0 means "none yet".
+/// Times are nanoseconds since the scheduler's clock epoch (`PaceHints::base`); they are kept
+/// plus one, so that 0 means "none yet" (the methods add it).
 #[derive(Debug)]
 pub(crate) struct Pacing {
     /// How long before the expected start a window opens (`0`: learned windows are off).
@@ -348,9 +348,10 @@ impl Pacing {
         }
     }
 
-    /// A frame starts at `now` (nanoseconds since the clock's epoch, plus one): score the two
+    /// A frame starts at `now` (nanoseconds since the clock's epoch): score the two
     /// predictions, learn the period and the gap, and tell idle workers a frame runs.
     pub(crate) fn frame_started(&mut self, hints: &PaceHints, now: u64) {
+        let now = now + 1;
         if self.by_period != 0 && self.by_gap != 0 {
             let (period_miss, gap_miss) = (now.abs_diff(self.by_period), now.abs_diff(self.by_gap));
             self.use_gap = gap_miss < period_miss;
@@ -362,7 +363,7 @@ impl Pacing {
         if self.end != 0 {
             self.gap = now.saturating_sub(self.end);
         }
-        self.back_to_back = self.end != 0 && now.saturating_sub(self.end) < BACK_TO_BACK;
+        self.back_to_back = self.end != 0 && self.gap < BACK_TO_BACK;
         hints.set_active(true);
         self.start = now;
     }
@@ -371,6 +372,7 @@ impl Pacing {
     /// rhythm is steady. Returns whether a window is open or ahead (idle workers parked
     /// without a deadline should be woken to park again with one).
     pub(crate) fn frame_ended(&mut self, hints: &PaceHints, now: u64) -> bool {
+        let now = now + 1;
         self.end = now;
         hints.set_active(self.back_to_back);
         if self.period == 0 || self.gap == 0 {
