@@ -41,27 +41,55 @@ impl Current {
     };
 }
 
+/// [`Current`] as one cell per field, so that changing one field (the priority, before each
+/// job's poll) is one store, not a read and write of the whole.
+struct Cells {
+    shared: Cell<*const Shared>,
+    index: Cell<usize>,
+    local_ok: Cell<bool>,
+    priority: Cell<Priority>,
+}
+
 thread_local! {
-    static CURRENT: Cell<Current> = const { Cell::new(Current::NONE) };
+    static CURRENT: Cells = const {
+        Cells {
+            shared: Cell::new(Current::NONE.shared),
+            index: Cell::new(Current::NONE.index),
+            local_ok: Cell::new(Current::NONE.local_ok),
+            priority: Cell::new(Current::NONE.priority),
+        }
+    };
 }
 
 /// The worker this thread is, if any.
 #[inline]
 pub(crate) fn current() -> Current {
-    CURRENT.with(Cell::get)
+    CURRENT.with(|c| Current {
+        shared: c.shared.get(),
+        index: c.index.get(),
+        local_ok: c.local_ok.get(),
+        priority: c.priority.get(),
+    })
+}
+
+/// Makes this thread `cur` (all of it at once); returns what it was.
+fn replace(cur: Current) -> Current {
+    CURRENT.with(|c| Current {
+        shared: c.shared.replace(cur.shared),
+        index: c.index.replace(cur.index),
+        local_ok: c.local_ok.replace(cur.local_ok),
+        priority: c.priority.replace(cur.priority),
+    })
 }
 
 /// Makes this thread a worker until the guard is dropped.
 pub(crate) fn enter(shared: &Shared, index: usize) -> EnterGuard {
-    let prev = CURRENT.with(|c| {
-        c.replace(Current {
-            shared,
-            index,
-            local_ok: false,
-            priority: Priority::Normal,
-        })
-    });
-    EnterGuard(prev)
+    EnterGuard(replace(Current {
+        shared,
+        index,
+        local_ok: false,
+        priority: Priority::Normal,
+    }))
 }
 
 /// Restores the thread's previous identity on drop (also on unwind).
@@ -69,30 +97,19 @@ pub(crate) struct EnterGuard(Current);
 
 impl Drop for EnterGuard {
     fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
+        replace(self.0);
     }
 }
 
 /// Sets whether `spawn_local` is allowed now; returns what it was.
 fn set_local_ok(ok: bool) -> bool {
-    update(|cur| core::mem::replace(&mut cur.local_ok, ok))
+    CURRENT.with(|c| c.local_ok.replace(ok))
 }
 
 /// The job about to be polled on this thread has priority `p` (see [`Current::priority`]).
 #[inline]
 pub(crate) fn set_priority(p: Priority) {
-    update(|cur| cur.priority = p);
-}
-
-/// Changes this thread's [`Current`] in place with `f`.
-#[inline]
-fn update<R>(f: impl FnOnce(&mut Current) -> R) -> R {
-    CURRENT.with(|c| {
-        let mut cur = c.get();
-        let out = f(&mut cur);
-        c.set(cur);
-        out
-    })
+    CURRENT.with(|c| c.priority.set(p));
 }
 
 /// Runs `f` with `spawn_local` allowed (or not), restoring the previous setting after.

@@ -114,6 +114,7 @@ impl Deque {
     }
 
     /// Whether the deque looks empty (a snapshot; may be stale at once).
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         let (t, b) = self.snapshot();
         distance(b, t) <= 0

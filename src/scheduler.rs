@@ -1059,6 +1059,8 @@ fn drive<Fut: Future>(
             // SAFETY: as above.
             unsafe { harness::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
+            // Finished: the frame may be over already.
+            look_for_end = root.is_none();
         }
         // Whether the frame is over is a look at every worker's counts, so not after each
         // job (while jobs of ours are queued the frame is not over): when the root has
@@ -1080,9 +1082,11 @@ fn drive<Fut: Future>(
             // SAFETY: this thread is worker 0 for the duration of the frame.
             unsafe { harness::run_job(shared, 0, job) };
             round = 0;
-            // That may have been the frame's last job: look at once if nothing of ours is
-            // queued (two loads of our own deque's line; a job there means the frame goes on).
-            look_for_end = shared.workers[0].queues[Priority::Normal.index()].is_empty();
+            // That may have been the frame's last job: once the root is done, look at once
+            // if nothing of ours is queued (two loads of our own deque's line; a job there
+            // means the frame goes on). While the root runs, its end is what to wait for.
+            look_for_end =
+                root.is_none() && shared.workers[0].queues[Priority::Normal.index()].is_empty();
             continue;
         }
         // SAFETY: as for `working` above.

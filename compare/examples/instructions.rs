@@ -1,0 +1,68 @@
+//! Runs one `versus` workload on frame-scheduler alone, a fixed number of frames, for counting
+//! instructions under valgrind: a measure of the job path that this 2-vCPU VM's timing noise
+//! does not blur.
+//!
+//! ```text
+//! cargo build --release -p frame-scheduler-compare --example instructions
+//! valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+//!     target/release/examples/instructions "spawn 10k empty" 20
+//! ```
+//!
+//! Run it twice, with two frame counts, and divide the difference in instructions (cachegrind's
+//! `I refs`) by the difference in frames and by the workload's units: that cancels start-up and
+//! the warm-up frames. `--workers 1` (the default) keeps the count deterministic up to the
+//! scheduler's clock reads; with more workers valgrind's serialised threads make spinning
+//! counts vary. `list` prints the workload names.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{LOOP_ITEMS, Loops, MAP_ITEMS, Workload};
+use frame_scheduler::Scheduler;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("list") {
+        for w in Workload::ALL {
+            println!("{}", w.name());
+        }
+        return;
+    }
+    let (Some(name), Some(frames)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: instructions <workload name | list> <frames> [--workers N]");
+        std::process::exit(2);
+    };
+    let Some(workload) = Workload::ALL.into_iter().find(|w| w.name() == name) else {
+        eprintln!("no workload named {name:?}; `instructions list` prints the names");
+        std::process::exit(2);
+    };
+    let frames: usize = frames.parse().expect("<frames> is a number");
+    let workers = args
+        .iter()
+        .position(|a| a == "--workers")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--workers takes a number"))
+        .unwrap_or(1);
+    let mut scheduler = Scheduler::builder()
+        .workers(workers)
+        .build()
+        .expect("a valid configuration");
+    let mut out = vec![0; common::THROUGHPUT_JOBS.max(16)];
+    let mut loops = Loops {
+        items: vec![0; LOOP_ITEMS],
+        input: (0..MAP_ITEMS as u64).collect(),
+        mapped: Vec::with_capacity(MAP_ITEMS),
+    };
+    // Warm-up: the arenas grow to their steady size.
+    for _ in 0..10 {
+        common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+    }
+    for _ in 0..frames {
+        common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+    }
+    let jobs = scheduler.last_frame_stats().jobs;
+    println!(
+        "{}: {frames} frames on {workers} worker(s), {jobs} jobs in the last",
+        workload.name()
+    );
+}
