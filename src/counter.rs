@@ -309,16 +309,23 @@ impl CounterInner {
     /// # Panics
     /// If the value was already `usize::MAX / 2`: the counter is then set to zero and its
     /// waiters released (as `Counter::add` does on overflow), and the job is not spawned.
+    #[inline]
     pub(crate) fn increment(&self) {
         // The value sits above the flag bit: an overflow wraps it to zero and leaves the flag.
         if value_of(self.value.fetch_add(2, Ordering::Relaxed)) == MAX_VALUE {
-            self.release_all();
-            panic!(
-                "Frame::spawn_counted overflowed its counter, which was at usize::MAX / 2: a \
-                 count of outstanding work this large is a bug; the counter was set to zero and \
-                 its awaiters released"
-            );
+            self.increment_overflowed();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn increment_overflowed(&self) -> ! {
+        self.release_all();
+        panic!(
+            "Frame::spawn_counted overflowed its counter, which was at usize::MAX / 2: a count \
+             of outstanding work this large is a bug; the counter was set to zero and its \
+             awaiters released"
+        );
     }
 
     /// Takes one away; wakes the waiters it releases. `Err` if it was already zero.
