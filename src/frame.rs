@@ -188,7 +188,9 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     }
 
     /// Room for `layout` in the arena of the calling thread, valid until the frame ends.
-    #[inline]
+    /// Always inlined: on the spawn path the caller has already compared `cur.shared` with
+    /// the frame's scheduler, and the call itself cost more than the bump.
+    #[inline(always)]
     pub(crate) fn alloc_layout_for(&self, cur: Current, layout: Layout) -> NonNull<u8> {
         let shared = self.shared;
         if ptr::eq(cur.shared, shared) {

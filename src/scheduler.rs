@@ -997,7 +997,7 @@ impl Scheduler {
             shared,
             index,
             (start_units, end_units),
-            self.rate.ns_per_unit(),
+            self.rate.scale(),
             elapsed,
             rows,
         );

@@ -5,6 +5,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use crate::activity::Scale;
 use crate::sync::Ordering;
 use crate::worker::Shared;
 
@@ -243,7 +244,7 @@ impl Collector {
     }
 
     /// Frame `index` is over; it ran from clock time `span.0` to `span.1` (`Clock::now`
-    /// units, `ns_per_unit` nanoseconds each), `elapsed` by the wall clock. Writes each
+    /// units, converted by `scale`), `elapsed` by the wall clock. Writes each
     /// worker's row into `rows`: its wake lag and busy time converted, its idle time the rest
     /// of `elapsed`, so that the three add up to `elapsed` exactly.
     ///
@@ -259,12 +260,12 @@ impl Collector {
         shared: &Shared,
         index: u64,
         (start, end): (u64, u64),
-        ns_per_unit: f64,
+        scale: Scale,
         elapsed: Duration,
         rows: &mut [WorkerStats],
     ) {
         let elapsed_ns = elapsed.as_nanos() as u64;
-        let ns = |units: u64| ((units as f64 * ns_per_unit) as u64).min(elapsed_ns);
+        let ns = |units: u64| scale.ns(units).min(elapsed_ns);
         let mut stolen = false;
         let workers = shared.workers.iter();
         for ((row, b), w) in rows.iter_mut().zip(self.before.iter_mut()).zip(workers) {
