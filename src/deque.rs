@@ -107,6 +107,7 @@ impl Deque {
     }
 
     /// (top, bottom) as a thief sees them now (may be stale at once).
+    #[inline]
     pub(crate) fn snapshot(&self) -> (usize, usize) {
         let t = self.top.load(Ordering::Acquire);
         let b = self.bottom.load(Ordering::Acquire);

@@ -207,7 +207,7 @@ impl<'frame, 'env> Frame<'frame, 'env> {
     /// Room for a job of room `room` (`Job::ROOM`) in the calling thread's arena, to be placed
     /// with `Job::place`: with stall detection on (`stall`), room for the job's node in front
     /// of it too (see `stall/mod.rs`; link it with `Stall::publish` once the job is written).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc_job_room(&self, cur: Current, stall: bool, room: Layout) -> NonNull<u8> {
         if stall {
             let all = self.alloc_layout_for(cur, stall::room_with_node(room));

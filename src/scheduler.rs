@@ -1059,8 +1059,10 @@ fn drive<Fut: Future>(
             // SAFETY: as above.
             unsafe { harness::flush_pending(shared, 0) };
             poll_root(shared, root_header, root, output);
-            // Finished: the frame may be over already.
-            look_for_end = root.is_none();
+            // Finished: the frame may be over already, unless a job of ours is queued (the
+            // root's last spawn, typically), which the frame must run first.
+            look_for_end =
+                root.is_none() && shared.workers[0].queues[Priority::Normal.index()].is_empty();
         }
         // Whether the frame is over is a look at every worker's counts, so not after each
         // job (while jobs of ours are queued the frame is not over): when the root has

@@ -10,12 +10,17 @@
 //!
 //! Run it twice, with two frame counts, and divide the difference in instructions (cachegrind's
 //! `I refs`) by the difference in frames and by the workload's units: that cancels start-up and
-//! the warm-up frames. `--workers 1` (the default) keeps the count deterministic up to the
+//! the warm-up frames. `compare/scripts/instructions.sh [binary]` does so for every workload
+//! (BENCHMARKS.md, section 6, compares two commits with it). `--workers 1` (the default) keeps the count deterministic up to the
 //! scheduler's clock reads; with more workers valgrind's serialised threads make spinning
-//! counts vary. `list` prints the workload names.
+//! counts vary. `list` prints the workload names. `--time` times each frame (two clock reads,
+//! so not for counting) and prints the median, frames back to back: a quick look in many
+//! short alternated runs, not a benchmark (`versus` and criterion are those).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+
+use std::time::Instant;
 
 use common::{LOOP_ITEMS, Loops, MAP_ITEMS, Workload};
 use frame_scheduler::Scheduler;
@@ -29,7 +34,7 @@ fn main() {
         return;
     }
     let (Some(name), Some(frames)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: instructions <workload name | list> <frames> [--workers N]");
+        eprintln!("usage: instructions <workload name | list> <frames> [--workers N] [--time]");
         std::process::exit(2);
     };
     let Some(workload) = Workload::ALL.into_iter().find(|w| w.name() == name) else {
@@ -43,6 +48,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map(|n| n.parse().expect("--workers takes a number"))
         .unwrap_or(1);
+    let time = args.iter().any(|a| a == "--time");
     let mut scheduler = Scheduler::builder()
         .workers(workers)
         .build()
@@ -57,12 +63,29 @@ fn main() {
     for _ in 0..10 {
         common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
     }
-    for _ in 0..frames {
-        common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+    if !time {
+        for _ in 0..frames {
+            common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+        }
+        let jobs = scheduler.last_frame_stats().jobs;
+        println!(
+            "{}: {frames} frames on {workers} worker(s), {jobs} jobs in the last",
+            workload.name()
+        );
+        return;
     }
-    let jobs = scheduler.last_frame_stats().jobs;
+    let mut times = Vec::with_capacity(frames);
+    for _ in 0..frames {
+        let t = Instant::now();
+        common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+        times.push(t.elapsed().as_nanos() as u64);
+    }
+    times.sort_unstable();
+    let median = times.get(frames / 2).copied().unwrap_or(0);
     println!(
-        "{}: {frames} frames on {workers} worker(s), {jobs} jobs in the last",
-        workload.name()
+        "{}: {frames} frames back to back on {workers} worker(s); median frame {median} ns, \
+         {:.1} ns per unit",
+        workload.name(),
+        median as f64 / workload.units() as f64
     );
 }
