@@ -992,32 +992,30 @@ impl Scheduler {
         let before = self.totals;
         let after = shared.totals();
         self.totals = after;
-        let rows = &mut self.stats.workers;
+        // In place (every field of `FrameStats` is set here): the rows' memory is kept from
+        // frame to frame, and nothing is dropped.
+        let stats = &mut self.stats;
         self.collector.end(
             shared,
             index,
             (start_units, end_units),
             self.rate.scale(),
             elapsed,
-            rows,
+            &mut stats.workers,
         );
-        self.stats = FrameStats {
-            index,
-            jobs: after.spawned - before.spawned,
-            local_jobs: after.local - before.local,
-            foreign_jobs: after.foreign - before.foreign,
-            arena_bytes: arena.used.used,
-            arena_capacity: arena.kept,
-            arena_blocks: arena.used.blocks,
-            arena_blocks_borrowed: arena.used.borrowed,
-            arena_large: arena.used.large,
-            arena_trimmed: arena.trimmed,
-            steals: after.steals - before.steals,
-            panics: shared.panics.load(Ordering::Relaxed),
-            elapsed,
-            // Overwritten in place above: no allocation.
-            workers: core::mem::take(&mut self.stats.workers),
-        };
+        stats.index = index;
+        stats.jobs = after.spawned - before.spawned;
+        stats.local_jobs = after.local - before.local;
+        stats.foreign_jobs = after.foreign - before.foreign;
+        stats.arena_bytes = arena.used.used;
+        stats.arena_capacity = arena.kept;
+        stats.arena_blocks = arena.used.blocks;
+        stats.arena_blocks_borrowed = arena.used.borrowed;
+        stats.arena_large = arena.used.large;
+        stats.arena_trimmed = arena.trimmed;
+        stats.steals = after.steals - before.steals;
+        stats.panics = shared.panics.load(Ordering::Relaxed);
+        stats.elapsed = elapsed;
         if let Some(payload) = shared.take_panic() {
             resume_unwind(payload);
         }

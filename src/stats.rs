@@ -4,6 +4,7 @@
 
 use core::fmt;
 use core::time::Duration;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::activity::Scale;
 use crate::sync::Ordering;
@@ -76,16 +77,153 @@ pub struct FrameStats {
     pub panics: usize,
     /// Wall time from the start of `run_frame` until every job had finished and arenas were reset.
     pub elapsed: Duration,
-    /// One row per worker, allocated when the scheduler is built and overwritten in place by
-    /// every frame (empty in `FrameStats::default()`).
-    pub(crate) workers: Box<[WorkerStats]>,
+    /// One row per worker: taken at the frame's end, converted on first read (empty in
+    /// `FrameStats::default()`).
+    pub(crate) workers: Rows,
 }
 
 impl FrameStats {
     /// What each worker did in the frame, indexed by worker (0 is the thread that called
     /// `run_frame`). All zero before the first frame.
+    ///
+    /// The frame's end only reads each worker's counts; the rows are worked out (times
+    /// converted to nanoseconds) at the first call, into memory kept from frame to frame, so
+    /// frames whose rows nobody reads do not pay for them, and reading them allocates nothing.
     pub fn workers(&self) -> &[WorkerStats] {
-        &self.workers
+        self.workers.get()
+    }
+}
+
+/// A worker's figures as the frame's end read them, before any time is converted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct RawRow {
+    polls: u64,
+    jobs: u64,
+    steals_taken: u64,
+    steals_lost: u64,
+    parks: u64,
+    /// Wake lag and busy time in clock units, for a worker that started a job in the frame.
+    span: Option<(u64, u64)>,
+}
+
+impl RawRow {
+    /// The row, its times converted with `scale` and fitted into `elapsed`: wake lag + busy +
+    /// idle = `elapsed` exactly, idle being the rest.
+    fn convert(&self, scale: Scale, elapsed: Duration) -> WorkerStats {
+        let mut row = WorkerStats {
+            polls: self.polls,
+            jobs: self.jobs,
+            steals_taken: self.steals_taken,
+            steals_lost: self.steals_lost,
+            parks: self.parks,
+            busy: Duration::ZERO,
+            idle: elapsed,
+            wake_lag: None,
+        };
+        // A worker that started no job was idle throughout (the row as it is).
+        if let Some((lag, busy)) = self.span {
+            let elapsed_ns = elapsed.as_nanos() as u64;
+            let wake_lag = scale.ns(lag).min(elapsed_ns);
+            let busy = scale.ns(busy).min(elapsed_ns - wake_lag);
+            row.wake_lag = Some(Duration::from_nanos(wake_lag));
+            row.busy = Duration::from_nanos(busy);
+            row.idle = Duration::from_nanos(elapsed_ns - wake_lag - busy);
+        }
+        row
+    }
+}
+
+/// The per-worker rows of [`FrameStats`]: raw counts written by the frame's end, converted
+/// into [`WorkerStats`] once, on the first [`Rows::get`]. `get` takes `&self` and may be
+/// called from several threads at once (`FrameStats` is `Sync`): the `OnceLock` runs one
+/// conversion and every caller sees its result. The converted rows live in a box that the
+/// next frame's end takes back into `spare` (with `&mut`), so that no conversion allocates
+/// once the first has.
+pub(crate) struct Rows {
+    raw: Box<[RawRow]>,
+    scale: Scale,
+    elapsed: Duration,
+    converted: OnceLock<Box<[WorkerStats]>>,
+    /// Storage for the next conversion: `None` only before the first, in a clone, or while
+    /// a conversion holds it.
+    spare: Mutex<Option<Box<[WorkerStats]>>>,
+}
+
+impl Rows {
+    /// Rows for `workers` workers, all zero, with the storage for their conversion.
+    fn new(workers: usize) -> Rows {
+        Rows {
+            raw: vec![RawRow::default(); workers].into_boxed_slice(),
+            scale: Scale::new(1.0),
+            elapsed: Duration::ZERO,
+            converted: OnceLock::new(),
+            spare: Mutex::new(Some(
+                vec![WorkerStats::default(); workers].into_boxed_slice(),
+            )),
+        }
+    }
+
+    /// The rows, converted now if this is the first read since the frame's end.
+    fn get(&self) -> &[WorkerStats] {
+        self.converted.get_or_init(|| {
+            let spare = self
+                .spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let mut rows = match spare {
+                Some(rows) if rows.len() == self.raw.len() => rows,
+                // A clone's first read: its own memory, as a clone allocates anyway.
+                _ => vec![WorkerStats::default(); self.raw.len()].into_boxed_slice(),
+            };
+            for (row, raw) in rows.iter_mut().zip(&self.raw) {
+                *row = raw.convert(self.scale, self.elapsed);
+            }
+            rows
+        })
+    }
+
+    /// The raw rows, to be overwritten by a new frame's end, which converts with `scale` and
+    /// fits into `elapsed`; the last frame's converted rows become the spare storage.
+    fn reset(&mut self, scale: Scale, elapsed: Duration) -> &mut [RawRow] {
+        if let Some(rows) = self.converted.take() {
+            *self.spare.get_mut().unwrap_or_else(PoisonError::into_inner) = Some(rows);
+        }
+        self.scale = scale;
+        self.elapsed = elapsed;
+        &mut self.raw
+    }
+}
+
+impl Default for Rows {
+    fn default() -> Rows {
+        Rows::new(0)
+    }
+}
+
+impl Clone for Rows {
+    fn clone(&self) -> Rows {
+        Rows {
+            raw: self.raw.clone(),
+            scale: self.scale,
+            elapsed: self.elapsed,
+            converted: OnceLock::new(),
+            spare: Mutex::new(None),
+        }
+    }
+}
+
+impl PartialEq for Rows {
+    fn eq(&self, other: &Rows) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Eq for Rows {}
+
+impl fmt::Debug for Rows {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.get(), f)
     }
 }
 
@@ -177,7 +315,7 @@ impl fmt::Display for FrameStats {
             "{:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9}",
             "worker", "polls", "jobs", "taken", "lost", "parks", "busy µs", "idle µs", "wake µs"
         )?;
-        for (i, w) in self.workers.iter().enumerate() {
+        for (i, w) in self.workers().iter().enumerate() {
             write!(
                 f,
                 "\n{:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9.1} {:>9.1} ",
@@ -238,15 +376,15 @@ impl Collector {
     /// The stats before any frame: a row of zeros per worker.
     pub(crate) fn empty_stats(&self) -> FrameStats {
         FrameStats {
-            workers: vec![WorkerStats::default(); self.before.len()].into_boxed_slice(),
+            workers: Rows::new(self.before.len()),
             ..FrameStats::default()
         }
     }
 
     /// Frame `index` is over; it ran from clock time `span.0` to `span.1` (`Clock::now`
-    /// units, converted by `scale`), `elapsed` by the wall clock. Writes each
-    /// worker's row into `rows`: its wake lag and busy time converted, its idle time the rest
-    /// of `elapsed`, so that the three add up to `elapsed` exactly.
+    /// units, converted by `scale`), `elapsed` by the wall clock. Writes each worker's raw
+    /// row into `rows` (its counts, and its wake lag and busy time in clock units), which
+    /// [`FrameStats::workers`] converts when it is first read.
     ///
     /// Call it after every job of the frame has completed, as `drive` and `end_frame` saw.
     /// Ordering: each worker wrote its counts (`polls`, `completed`, `steals`, `stolen_from`)
@@ -262,13 +400,14 @@ impl Collector {
         (start, end): (u64, u64),
         scale: Scale,
         elapsed: Duration,
-        rows: &mut [WorkerStats],
+        rows: &mut Rows,
     ) {
-        let elapsed_ns = elapsed.as_nanos() as u64;
-        let ns = |units: u64| scale.ns(units).min(elapsed_ns);
+        let rows = rows.reset(scale, elapsed);
         let mut stolen = false;
-        let workers = shared.workers.iter();
-        for ((row, b), w) in rows.iter_mut().zip(self.before.iter_mut()).zip(workers) {
+        for (i, w) in shared.workers.iter().enumerate() {
+            let (Some(row), Some(b)) = (rows.get_mut(i), self.before.get_mut(i)) else {
+                break;
+            };
             let c = &w.counts;
             let now = Before {
                 polls: c.polls.load(Ordering::Acquire),
@@ -276,28 +415,18 @@ impl Collector {
                 steals: c.steals.load(Ordering::Acquire),
                 parks: c.parks.load(Ordering::Acquire),
             };
-            *row = WorkerStats {
+            // The worker's mark is read after `end` was taken: see `WorkerClock::span`.
+            let span = c.clock.span(index, start, end);
+            *row = RawRow {
                 polls: now.polls - b.polls,
                 jobs: now.completed - b.completed,
                 steals_taken: now.steals - b.steals,
                 steals_lost: 0,
                 parks: now.parks - b.parks,
-                busy: Duration::ZERO,
-                idle: elapsed,
-                wake_lag: None,
+                span: span.wake_lag.map(|lag| (lag, span.busy)),
             };
             *b = now;
             stolen |= row.steals_taken != 0;
-            // The worker's mark is read after `end` was taken: see `WorkerClock::span`.
-            let span = c.clock.span(index, start, end);
-            // A worker that started no job was idle throughout (the row as it is).
-            if let Some(lag) = span.wake_lag {
-                let wake_lag = ns(lag);
-                let busy = ns(span.busy).min(elapsed_ns - wake_lag);
-                row.wake_lag = Some(Duration::from_nanos(wake_lag));
-                row.busy = Duration::from_nanos(busy);
-                row.idle = Duration::from_nanos(elapsed_ns - wake_lag - busy);
-            }
         }
         if stolen {
             // Only the rows of the steal matrix of workers that stole have moved.

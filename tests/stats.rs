@@ -232,6 +232,86 @@ fn stats_are_a_snapshot_that_can_be_cloned() {
     assert_eq!((first.index, second.index), (0, 1));
 }
 
+#[test]
+fn stats_can_be_shared_and_sent_between_threads() {
+    fn send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+    send_sync_clone::<FrameStats>();
+    send_sync_clone::<WorkerStats>();
+}
+
+/// The rows are converted when first read (`FrameStats::workers` takes `&self`): threads
+/// reading them at once all get the same rows, which are the frame's.
+#[test]
+fn rows_read_first_from_many_threads_at_once_agree() {
+    for round in 0..20 {
+        let mut scheduler = scheduler(2);
+        scheduler.run_frame(async |frame| {
+            for _ in 0..=round {
+                frame.spawn(async { yield_now().await });
+            }
+        });
+        let stats = scheduler.last_frame_stats();
+        let start = std::sync::Barrier::new(4);
+        let seen: Vec<Vec<WorkerStats>> = thread::scope(|s| {
+            let readers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        stats.workers().to_vec()
+                    })
+                })
+                .collect();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for rows in &seen {
+            assert_eq!(rows.as_slice(), stats.workers(), "round {round}");
+        }
+        let jobs = round as u64 + 1;
+        assert_eq!(stats.workers().iter().map(|r| r.jobs).sum::<u64>(), jobs);
+        // Each job polled twice: once to yield, once to finish.
+        assert_eq!(
+            stats.workers().iter().map(|r| r.polls).sum::<u64>(),
+            2 * jobs
+        );
+        check_rows_add_up(stats, "read from several threads");
+    }
+}
+
+/// A clone taken before anyone read the rows keeps its own frame's rows, whatever frames run
+/// after it, and reads the same rows as the original would have.
+#[test]
+fn a_clone_of_unread_stats_keeps_its_frames_rows() {
+    let mut scheduler = scheduler(2);
+    scheduler.run_frame(async |frame| {
+        for _ in 0..6 {
+            frame.spawn(async {});
+        }
+    });
+    let unread = scheduler.last_frame_stats().clone();
+    let read_after = scheduler.last_frame_stats().workers().to_vec();
+    for _ in 0..3 {
+        scheduler.run_frame(async |frame| frame.spawn(async {}).await);
+    }
+    assert_eq!(unread.workers(), read_after.as_slice());
+    assert_eq!(unread.workers().iter().map(|r| r.jobs).sum::<u64>(), 6);
+    assert_eq!(
+        scheduler
+            .last_frame_stats()
+            .workers()
+            .iter()
+            .map(|r| r.jobs)
+            .sum::<u64>(),
+        1
+    );
+    // Equality and `Debug` go by the rows, read or not.
+    assert_eq!(unread.clone(), unread);
+    assert_eq!(
+        format!("{:?}", unread.workers()),
+        format!("{:?}", read_after.as_slice())
+    );
+    assert!(format!("{unread:?}").contains(&format!("{:?}", read_after.as_slice())));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Per-worker rows
 

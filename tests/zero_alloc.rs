@@ -137,11 +137,23 @@ fn check(workers: usize) {
     let expected_jobs = (COUNTED_JOBS + OUTER + OUTER * INNER) as u64;
     assert_eq!(scheduler.last_frame_stats().jobs, expected_jobs);
 
+    let mut rows_read = 0;
     let (allocs, bytes) = count_allocations(|| {
-        for _ in 0..100 {
+        for frame in 0..100 {
             frame_workload(&mut scheduler, &mut slots, &nested);
+            // The per-worker rows are converted when first read, into kept memory: reading
+            // them (every other frame, so that frames also end with unread rows) allocates
+            // nothing either.
+            if frame % 2 == 0 {
+                let stats = scheduler.last_frame_stats();
+                let rows = stats.workers();
+                assert_eq!(rows.len(), workers);
+                assert_eq!(rows.iter().map(|r| r.jobs).sum::<u64>(), expected_jobs);
+                rows_read += 1;
+            }
         }
     });
+    assert_eq!(rows_read, 50);
 
     // Frame values were dropped: 5 per outer job per frame (150 frames).
     assert_eq!(DROPS.swap(0, Ordering::SeqCst), 150 * 5 * OUTER as u64);
