@@ -651,6 +651,12 @@ impl Shared {
     }
 
     /// Sums of (completed, spawned) over all workers, read in that order (see the module docs).
+    ///
+    /// Two passes, never one fused loop: a job spawned by worker `a` after `a`'s counts were
+    /// read, and completed on worker `b` read later, would count as completed but not as
+    /// spawned, and the two sums could then be equal while another job still runs. With every
+    /// `completed` read first, a completion seen implies its spawn is seen (the spawn count is
+    /// bumped before the job is queued).
     pub(crate) fn job_counts(&self) -> (u64, u64) {
         let completed = self
             .workers
