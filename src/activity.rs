@@ -105,8 +105,7 @@ pub(crate) struct Rate {
     /// frame's start touches no line of `Shared`: after an idle pause every line is a miss.
     ticks: crate::trace::Clock,
     epoch_ticks: u64,
-    ns_per_unit: f64,
-    /// `ns_per_unit` as the conversion does it.
+    /// Nanoseconds per unit, as the conversion does it.
     scale: Scale,
     /// The clock time (units) at which to measure again.
     next: u64,
@@ -121,7 +120,6 @@ impl Rate {
         Rate {
             ticks: clock.ticks,
             epoch_ticks: clock.epoch_ticks,
-            ns_per_unit: 1.0,
             scale: Scale::new(1.0),
             next: 0,
         }
@@ -150,9 +148,9 @@ impl Rate {
         let at = Instant::now();
         let after = self.now();
         let units = units + after.saturating_sub(units) / 2;
-        self.ns_per_unit = clock.ns_per_unit(at, units);
-        self.scale = Scale::new(self.ns_per_unit);
-        let every = (RATE_EVERY.as_nanos() as f64 / self.ns_per_unit) as u64;
+        let ns_per_unit = clock.ns_per_unit(at, units);
+        self.scale = Scale::new(ns_per_unit);
+        let every = (RATE_EVERY.as_nanos() as f64 / ns_per_unit) as u64;
         self.next = units.saturating_add(units.clamp(1, every));
     }
 

@@ -992,30 +992,45 @@ impl Scheduler {
         let before = self.totals;
         let after = shared.totals();
         self.totals = after;
-        // In place (every field of `FrameStats` is set here): the rows' memory is kept from
-        // frame to frame, and nothing is dropped.
-        let stats = &mut self.stats;
+        // In place: the rows' memory is kept from frame to frame, and nothing is dropped. The
+        // pattern names every field, so a field added to `FrameStats` must be set here too.
+        let FrameStats {
+            index: stats_index,
+            jobs,
+            local_jobs,
+            foreign_jobs,
+            arena_bytes,
+            arena_capacity,
+            arena_blocks,
+            arena_blocks_borrowed,
+            arena_large,
+            arena_trimmed,
+            steals,
+            panics,
+            elapsed: stats_elapsed,
+            workers,
+        } = &mut self.stats;
         self.collector.end(
             shared,
             index,
             (start_units, end_units),
             self.rate.scale(),
             elapsed,
-            &mut stats.workers,
+            workers,
         );
-        stats.index = index;
-        stats.jobs = after.spawned - before.spawned;
-        stats.local_jobs = after.local - before.local;
-        stats.foreign_jobs = after.foreign - before.foreign;
-        stats.arena_bytes = arena.used.used;
-        stats.arena_capacity = arena.kept;
-        stats.arena_blocks = arena.used.blocks;
-        stats.arena_blocks_borrowed = arena.used.borrowed;
-        stats.arena_large = arena.used.large;
-        stats.arena_trimmed = arena.trimmed;
-        stats.steals = after.steals - before.steals;
-        stats.panics = shared.panics.load(Ordering::Relaxed);
-        stats.elapsed = elapsed;
+        *stats_index = index;
+        *jobs = after.spawned - before.spawned;
+        *local_jobs = after.local - before.local;
+        *foreign_jobs = after.foreign - before.foreign;
+        *arena_bytes = arena.used.used;
+        *arena_capacity = arena.kept;
+        *arena_blocks = arena.used.blocks;
+        *arena_blocks_borrowed = arena.used.borrowed;
+        *arena_large = arena.used.large;
+        *arena_trimmed = arena.trimmed;
+        *steals = after.steals - before.steals;
+        *panics = shared.panics.load(Ordering::Relaxed);
+        *stats_elapsed = elapsed;
         if let Some(payload) = shared.take_panic() {
             resume_unwind(payload);
         }
@@ -1059,8 +1074,7 @@ fn drive<Fut: Future>(
             poll_root(shared, root_header, root, output);
             // Finished: the frame may be over already, unless a job of ours is queued (the
             // root's last spawn, typically), which the frame must run first.
-            look_for_end =
-                root.is_none() && shared.workers[0].queues[Priority::Normal.index()].is_empty();
+            look_for_end = root.is_none() && own_deque_empty(shared);
         }
         // Whether the frame is over is a look at every worker's counts, so not after each
         // job (while jobs of ours are queued the frame is not over): when the root has
@@ -1085,8 +1099,7 @@ fn drive<Fut: Future>(
             // That may have been the frame's last job: once the root is done, look at once
             // if nothing of ours is queued (two loads of our own deque's line; a job there
             // means the frame goes on). While the root runs, its end is what to wait for.
-            look_for_end =
-                root.is_none() && shared.workers[0].queues[Priority::Normal.index()].is_empty();
+            look_for_end = root.is_none() && own_deque_empty(shared);
             continue;
         }
         // SAFETY: as for `working` above.
@@ -1127,6 +1140,13 @@ fn drive<Fut: Future>(
         crate::profile::unparked(0);
         round = 0;
     }
+}
+
+/// Whether the driving thread's own `Normal` deque looks empty: two loads of its own line. A
+/// job there is a job of the frame not yet done, so the frame cannot be over.
+#[inline]
+fn own_deque_empty(shared: &Shared) -> bool {
+    shared.workers[0].queues[Priority::Normal.index()].is_empty()
 }
 
 /// Whether the frame whose root has finished is over: every job spawned has completed, and
