@@ -444,6 +444,9 @@ struct History {
     next: usize,
     /// The largest of `used`'s first and second halves (not necessarily the same frame's).
     peak: (usize, usize),
+    /// `reserve_for(peak.1)`, recomputed only when that peak changes: a division per frame
+    /// is most of an empty frame's pool bookkeeping.
+    reserve: (usize, usize),
 }
 
 // SAFETY: `free` is behind a mutex; `history` is touched by the driver alone (invariant 2).
@@ -498,6 +501,8 @@ impl Pool {
                 used: history.into_boxed_slice(),
                 next: 0,
                 peak: (0, 0),
+                // No peak is `usize::MAX` bytes: the first frame end computes the reserve.
+                reserve: (usize::MAX, 0),
             }),
         })
     }
@@ -567,7 +572,7 @@ impl Pool {
             let h = &mut *h;
             let n = h.next;
             let evicted = mem::replace(&mut h.used[n], now);
-            h.next = (n + 1) % h.used.len();
+            h.next = if n + 1 == h.used.len() { 0 } else { n + 1 };
             // Each half's sliding maximum, recomputed only when its peak leaves the window.
             if now.0 >= h.peak.0 {
                 h.peak.0 = now.0;
@@ -579,14 +584,22 @@ impl Pool {
             } else if evicted.1 == h.peak.1 {
                 h.peak.1 = h.used.iter().map(|u| u.1).max().unwrap_or(0);
             }
-            h.peak
+            // Blocks for the work that went into blocks (large chunks are pooled on their
+            // own).
+            if h.reserve.0 != h.peak.1 {
+                h.reserve = (h.peak.1, self.reserve_for(h.peak.1));
+            }
+            (h.peak.0, h.reserve.1)
         });
-        let budget = peak.0.saturating_add(peak.0 / 2);
-        // Blocks for the work that went into blocks (large chunks are pooled on their own).
-        let peak = peak.1;
-        let reserve = self.reserve_for(peak);
+        let (peak, reserve) = peak;
+        let budget = peak.saturating_add(peak / 2);
         let free_bytes = self.free_bytes.load(Ordering::Relaxed);
-        if free_bytes <= budget && self.free_blocks.load(Ordering::Relaxed) >= reserve {
+        // Nothing to trim, and nothing to stock: stocked already, or no room in the budget for
+        // another block (small frames, whose budget is under a block). The lock is not taken.
+        if free_bytes <= budget
+            && (self.free_blocks.load(Ordering::Relaxed) >= reserve
+                || free_bytes + self.block_capacity > budget)
+        {
             return PoolEnd {
                 free: free_bytes,
                 trimmed: 0,
