@@ -989,9 +989,6 @@ impl Scheduler {
             // let them re-park with its deadline.
             shared.sleep.notify_background();
         }
-        let before = self.totals;
-        let after = shared.totals();
-        self.totals = after;
         // In place: the rows' memory is kept from frame to frame, and nothing is dropped. The
         // pattern names every field, so a field added to `FrameStats` must be set here too.
         let FrameStats {
@@ -1010,7 +1007,7 @@ impl Scheduler {
             elapsed: stats_elapsed,
             workers,
         } = &mut self.stats;
-        self.collector.end(
+        let after = self.collector.end(
             shared,
             index,
             (start_units, end_units),
@@ -1018,6 +1015,7 @@ impl Scheduler {
             elapsed,
             workers,
         );
+        let before = core::mem::replace(&mut self.totals, after);
         *stats_index = index;
         *jobs = after.spawned - before.spawned;
         *local_jobs = after.local - before.local;

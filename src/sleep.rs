@@ -349,9 +349,21 @@ impl Pacing {
     }
 
     /// A frame starts at `now` (nanoseconds since the clock's epoch): score the two
-    /// predictions, learn the period and the gap, and tell idle workers a frame runs.
+    /// predictions, learn the period and the gap (only the gap while `lead` is 0: nothing
+    /// else is read then), and tell idle workers a frame runs.
     pub(crate) fn frame_started(&mut self, hints: &PaceHints, now: u64) {
         let now = now + 1;
+        if self.lead == 0 {
+            // Learned windows are off: only the gap (back to back or not) is needed.
+            self.gap = if self.end != 0 {
+                now.saturating_sub(self.end)
+            } else {
+                0
+            };
+            self.back_to_back = self.end != 0 && self.gap < BACK_TO_BACK;
+            hints.set_active(true);
+            return;
+        }
         if self.by_period != 0 && self.by_gap != 0 {
             let (period_miss, gap_miss) = (now.abs_diff(self.by_period), now.abs_diff(self.by_gap));
             self.use_gap = gap_miss < period_miss;
@@ -375,7 +387,7 @@ impl Pacing {
         let now = now + 1;
         self.end = now;
         hints.set_active(self.back_to_back);
-        if self.period == 0 || self.gap == 0 {
+        if self.lead == 0 || self.period == 0 || self.gap == 0 {
             return false;
         }
         self.by_period = self.start + self.period;

@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::activity::Scale;
 use crate::sync::Ordering;
-use crate::worker::Shared;
+use crate::worker::{Shared, Totals};
 
 /// Figures for the last frame a [`Scheduler`](crate::Scheduler) ran.
 ///
@@ -384,7 +384,8 @@ impl Collector {
     /// Frame `index` is over; it ran from clock time `span.0` to `span.1` (`Clock::now`
     /// units, converted by `scale`), `elapsed` by the wall clock. Writes each worker's raw
     /// row into `rows` (its counts, and its wake lag and busy time in clock units), which
-    /// [`FrameStats::workers`] converts when it is first read.
+    /// [`FrameStats::workers`] converts when it is first read. Returns the running totals
+    /// behind the frame's other figures (read in the same pass over the workers).
     ///
     /// Call it after every job of the frame has completed, as `drive` and `end_frame` saw.
     /// Ordering: each worker wrote its counts (`polls`, `completed`, `steals`, `stolen_from`)
@@ -401,14 +402,23 @@ impl Collector {
         scale: Scale,
         elapsed: Duration,
         rows: &mut Rows,
-    ) {
+    ) -> Totals {
         let rows = rows.reset(scale, elapsed);
         let mut stolen = false;
+        let foreign = shared.foreign_spawned.load(Ordering::Relaxed);
+        let mut totals = Totals {
+            spawned: foreign,
+            local: shared.workers[0].counts.local.load(Ordering::Relaxed),
+            foreign,
+            steals: 0,
+        };
         for (i, w) in shared.workers.iter().enumerate() {
-            let (Some(row), Some(b)) = (rows.get_mut(i), self.before.get_mut(i)) else {
-                break;
-            };
             let c = &w.counts;
+            totals.spawned += c.spawned.load(Ordering::Relaxed);
+            let (Some(row), Some(b)) = (rows.get_mut(i), self.before.get_mut(i)) else {
+                totals.steals += c.steals.load(Ordering::Relaxed);
+                continue;
+            };
             let now = Before {
                 polls: c.polls.load(Ordering::Acquire),
                 completed: c.completed.load(Ordering::Acquire),
@@ -426,6 +436,7 @@ impl Collector {
                 span: span.wake_lag.map(|lag| (lag, span.busy)),
             };
             *b = now;
+            totals.steals += now.steals;
             stolen |= row.steals_taken != 0;
         }
         if stolen {
@@ -443,5 +454,6 @@ impl Collector {
                 }
             }
         }
+        totals
     }
 }

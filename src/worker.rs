@@ -672,22 +672,6 @@ impl Shared {
         (completed, spawned)
     }
 
-    /// The running totals behind `FrameStats`: a frame's figures are the difference between
-    /// the totals after it and before it.
-    pub(crate) fn totals(&self) -> Totals {
-        let mut t = Totals {
-            spawned: self.foreign_spawned.load(Ordering::Relaxed),
-            local: self.workers[0].counts.local.load(Ordering::Relaxed),
-            foreign: self.foreign_spawned.load(Ordering::Relaxed),
-            steals: 0,
-        };
-        for w in self.workers.iter() {
-            t.spawned += w.counts.spawned.load(Ordering::Relaxed);
-            t.steals += w.counts.steals.load(Ordering::Relaxed);
-        }
-        t
-    }
-
     /// Whether every job spawned so far has completed.
     pub(crate) fn all_jobs_done(&self) -> bool {
         let (completed, spawned) = self.job_counts();
