@@ -14,7 +14,9 @@
 //! (BENCHMARKS.md, section 6, compares two commits with it). `--workers 1` (the default) keeps the count deterministic up to the
 //! scheduler's clock reads; with more workers valgrind's serialised threads make spinning
 //! counts vary. `list` prints the workload names. `--time` times each frame (two clock reads,
-//! so not for counting) and prints the median, frames back to back: a quick look in many
+//! so not for counting) and prints the median, frames back to back; `--batch B` times B frames
+//! at a time, as `versus` does for short frames (one frame per sample hides a gap of tens of
+//! nanoseconds in the clock reads): a quick look in many
 //! short alternated runs, not a benchmark (`versus` and criterion are those).
 
 #[path = "../benches/common/mod.rs"]
@@ -34,7 +36,9 @@ fn main() {
         return;
     }
     let (Some(name), Some(frames)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: instructions <workload name | list> <frames> [--workers N] [--time]");
+        eprintln!(
+            "usage: instructions <workload name | list> <frames> [--workers N] [--time [--batch B]]"
+        );
         std::process::exit(2);
     };
     let Some(workload) = Workload::ALL.into_iter().find(|w| w.name() == name) else {
@@ -49,6 +53,13 @@ fn main() {
         .map(|n| n.parse().expect("--workers takes a number"))
         .unwrap_or(1);
     let time = args.iter().any(|a| a == "--time");
+    let batch: u32 = args
+        .iter()
+        .position(|a| a == "--batch")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--batch takes a number"))
+        .unwrap_or(1)
+        .max(1);
     let mut scheduler = Scheduler::builder()
         .workers(workers)
         .build()
@@ -77,14 +88,16 @@ fn main() {
     let mut times = Vec::with_capacity(frames);
     for _ in 0..frames {
         let t = Instant::now();
-        common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
-        times.push(t.elapsed().as_nanos() as u64);
+        for _ in 0..batch {
+            common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+        }
+        times.push(t.elapsed().as_nanos() as u64 / u64::from(batch));
     }
     times.sort_unstable();
     let median = times.get(frames / 2).copied().unwrap_or(0);
     println!(
-        "{}: {frames} frames back to back on {workers} worker(s); median frame {median} ns, \
-         {:.1} ns per unit",
+        "{}: {frames} samples of {batch} frame(s) back to back on {workers} worker(s); median \
+         frame {median} ns, {:.1} ns per unit",
         workload.name(),
         median as f64 / workload.units() as f64
     );
