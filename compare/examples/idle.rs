@@ -1,7 +1,9 @@
 //! Frames after idle, and the CPU a paced render loop burns, for frame-scheduler, rayon and
 //! bevy_tasks side by side.
 //!
-//! `cargo run --release -p frame-scheduler-compare --example idle [-- --workers N --frames N]`
+//! `cargo run --release -p frame-scheduler-compare --example idle [-- --workers N --frames N
+//! --pin default|off|driver]` (`--pin`: frame-scheduler's pinning as built by default, with
+//! `pin_threads(false)`, or with `pin_driver(true)`)
 //!
 //! - **frame after idle**: sleep 16 ms (a render loop waiting for vsync), then one frame of 8
 //!   jobs that each spin for 250 µs; the frame's wall time over its ideal time (8 × 250 µs /
@@ -49,8 +51,37 @@ struct System {
     frame: Box<dyn FnMut(usize, Duration)>,
 }
 
-fn systems(workers: usize) -> Vec<System> {
-    let mut ours = Scheduler::builder().workers(workers).build().unwrap();
+/// A frame-scheduler contender: `frame` jobs of `each`, awaited on a counter.
+fn ours(name: &'static str, mut scheduler: Scheduler) -> System {
+    System {
+        name,
+        frame: Box::new(move |jobs, each| {
+            scheduler.run_frame(async |frame| {
+                let c = frame.counter();
+                for _ in 0..jobs {
+                    frame.spawn_counted(c, async move { spin(each) });
+                }
+                c.await;
+            })
+        }),
+    }
+}
+
+/// The contenders. `pin` sets frame-scheduler's pinning: `default`, `off`
+/// (`pin_threads(false)`) or `driver` (`pin_driver(true)`). One process builds one
+/// frame-scheduler: pinning by default is claimed by the first live scheduler of a process.
+fn systems(workers: usize, pin: &str) -> Vec<System> {
+    let builder = Scheduler::builder().workers(workers);
+    let (name, builder) = match pin {
+        "default" => ("frame-scheduler", builder),
+        "off" => ("fs pin_threads(false)", builder.pin_threads(false)),
+        "driver" => ("fs pin_driver(true)", builder.pin_driver(true)),
+        other => {
+            eprintln!("--pin takes default, off or driver; got {other:?}");
+            std::process::exit(2)
+        }
+    };
+    let mut list = vec![ours(name, builder.build().unwrap())];
     let rayon = rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .build()
@@ -58,19 +89,7 @@ fn systems(workers: usize) -> Vec<System> {
     let bevy = bevy_tasks::TaskPoolBuilder::new()
         .num_threads(workers)
         .build();
-    vec![
-        System {
-            name: "frame-scheduler",
-            frame: Box::new(move |jobs, each| {
-                ours.run_frame(async |frame| {
-                    let c = frame.counter();
-                    for _ in 0..jobs {
-                        frame.spawn_counted(c, async move { spin(each) });
-                    }
-                    c.await;
-                })
-            }),
-        },
+    list.extend([
         System {
             name: "rayon",
             frame: Box::new(move |jobs, each| {
@@ -91,7 +110,8 @@ fn systems(workers: usize) -> Vec<System> {
                 });
             }),
         },
-    ]
+    ]);
+    list
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -123,7 +143,12 @@ fn main() {
         "{:<16} {:>22} {:>22} {:>26}",
         "system", "after 16 ms idle", "back to back", "CPU per paced frame"
     );
-    for mut system in systems(workers) {
+    let pin = args
+        .iter()
+        .position(|a| a == "--pin")
+        .and_then(|i| args.get(i + 1))
+        .map_or("default", String::as_str);
+    for mut system in systems(workers, pin) {
         let frame = &mut system.frame;
         // Warm up, then let the threads park.
         for _ in 0..10 {

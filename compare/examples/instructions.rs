@@ -16,7 +16,9 @@
 //! counts vary. `list` prints the workload names. `--time` times each frame (two clock reads,
 //! so not for counting) and prints the median, frames back to back; `--batch B` times B frames
 //! at a time, as `versus` does for short frames (one frame per sample hides a gap of tens of
-//! nanoseconds in the clock reads): a quick look in many
+//! nanoseconds in the clock reads); `--settle K` pauses 10 ms and runs two frames untimed
+//! before every K samples, as `versus` does before each turn; `--unpinned` builds the
+//! scheduler with `pin_threads(false)`: a quick look in many
 //! short alternated runs, not a benchmark (`versus` and criterion are those).
 
 #[path = "../benches/common/mod.rs"]
@@ -60,10 +62,17 @@ fn main() {
         .map(|n| n.parse().expect("--batch takes a number"))
         .unwrap_or(1)
         .max(1);
-    let mut scheduler = Scheduler::builder()
-        .workers(workers)
-        .build()
-        .expect("a valid configuration");
+    let settle: usize = args
+        .iter()
+        .position(|a| a == "--settle")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--settle takes a number"))
+        .unwrap_or(0);
+    let mut builder = Scheduler::builder().workers(workers);
+    if args.iter().any(|a| a == "--unpinned") {
+        builder = builder.pin_threads(false);
+    }
+    let mut scheduler = builder.build().expect("a valid configuration");
     let mut out = vec![0; common::THROUGHPUT_JOBS.max(16)];
     let mut loops = Loops {
         items: vec![0; LOOP_ITEMS],
@@ -86,7 +95,15 @@ fn main() {
         return;
     }
     let mut times = Vec::with_capacity(frames);
-    for _ in 0..frames {
+    for sample in 0..frames {
+        if settle > 0 && sample % settle == 0 {
+            // As `versus` does before each turn: a pause long enough for idle workers to
+            // park, then two frames untimed.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            for _ in 0..2 {
+                common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);
+            }
+        }
         let t = Instant::now();
         for _ in 0..batch {
             common::frame_scheduler(&mut scheduler, workload, &mut out, &mut loops);

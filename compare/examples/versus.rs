@@ -340,12 +340,21 @@ struct Args {
     threads: usize,
     frames: usize,
     balance_frames: usize,
+    /// Only the workloads whose names contain one of these (all when empty).
+    only: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, w: Workload) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| w.name().contains(o.as_str()))
+    }
 }
 
 fn parse_args() -> Args {
     let mut threads = None;
     let mut frames = 200;
     let mut balance_frames = 40;
+    let mut only = Vec::new();
     let mut args = std::env::args().skip(1);
     let number = |flag: &str, v: Option<String>| -> usize {
         match v.as_deref().map(str::parse::<usize>) {
@@ -361,10 +370,18 @@ fn parse_args() -> Args {
             "--threads" => threads = Some(number("--threads", args.next())),
             "--frames" => frames = number("--frames", args.next()),
             "--balance-frames" => balance_frames = number("--balance-frames", args.next()),
+            "--only" => match args.next() {
+                Some(names) => only.extend(names.split(',').map(str::to_string)),
+                None => {
+                    eprintln!("--only needs workload names (parts of them, comma-separated)");
+                    std::process::exit(2)
+                }
+            },
             "-h" | "--help" => {
                 println!(
-                    "usage: versus [--threads N] [--frames N] [--balance-frames N]   \
-                     (env BENCH_THREADS)"
+                    "usage: versus [--threads N] [--frames N] [--balance-frames N] \
+                     [--only NAME,NAME..]   (env BENCH_THREADS)\n\
+                     --only: just the workloads whose names contain one of the NAMEs"
                 );
                 std::process::exit(0)
             }
@@ -388,6 +405,7 @@ fn parse_args() -> Args {
         threads: threads.unwrap_or_else(common::threads_from_env),
         frames,
         balance_frames,
+        only,
     }
 }
 
@@ -465,7 +483,10 @@ fn main() {
         .expect("build frame-scheduler");
     let mut extras: Vec<(Workload, Extra, Cell)> = Vec::new();
     let mut results: Vec<(Workload, Vec<Option<Cell>>)> = Vec::new();
-    for workload in Workload::ALL.into_iter().filter(|w| !w.is_balance()) {
+    for workload in Workload::ALL
+        .into_iter()
+        .filter(|&w| !w.is_balance() && args.wants(w))
+    {
         let present: Vec<System> = System::ALL
             .into_iter()
             .filter(|&s| systems.supports(workload, s))
@@ -527,7 +548,7 @@ fn main() {
     // last contender is the floor this machine allows: `n` threads that each spin the ideal.
     let floor = format!("floor: {n} threads spin ideal");
     let mut balance: Vec<(Workload, Vec<(String, Cell)>)> = Vec::new();
-    for workload in Workload::BALANCE {
+    for workload in Workload::BALANCE.into_iter().filter(|&w| args.wants(w)) {
         let present: Vec<System> = System::ALL
             .into_iter()
             .filter(|&s| systems.supports(workload, s))
