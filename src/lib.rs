@@ -181,6 +181,7 @@ mod job;
 pub mod loom_api;
 mod memory;
 pub mod parallel;
+mod placement;
 mod priority;
 mod profile;
 mod scheduler;

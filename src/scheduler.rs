@@ -53,6 +53,9 @@ pub struct Scheduler {
     /// pinned to it (a thread is pinned the first time it runs a frame).
     driver_core: Option<core_affinity::CoreId>,
     pinned_driver: Option<std::thread::ThreadId>,
+    /// With the background workers pinned and the driving thread not: keeps the driving
+    /// thread off the workers' cores without pinning it (`placement.rs`).
+    placement: Option<crate::placement::DriverPlacement>,
     /// Held while this scheduler's threads are pinned by default, so that a second scheduler
     /// does not pin its threads onto the same cores.
     _pin_claim: Option<PinClaim>,
@@ -308,9 +311,17 @@ impl SchedulerBuilder {
     /// woken worker on the core where the driving thread is already running the frame, where
     /// it waits for the driver's time slice. Measured on a 2-core VM (8 jobs of 250 µs after
     /// 16 ms of sleep, `compare/examples/idle.rs` and BENCHMARKS.md): about 2× the ideal frame
-    /// time unpinned, about 1.1× with the workers pinned (BENCHMARKS.md has the figures). The
-    /// driving thread is not pinned by default: it is the caller's thread, threads it starts
-    /// inherit its affinity, and the system moves it off a pinned worker's core when it must.
+    /// time unpinned, about 1.15× with the workers pinned (BENCHMARKS.md has the figures).
+    ///
+    /// The driving thread is not pinned by default: it is the caller's thread, and threads it
+    /// starts would inherit its affinity. But the system does not reliably keep it off the
+    /// pinned workers' cores (measured: in about half the processes it left the driver on the
+    /// pinned worker's core for good, and frames ran at one core's speed). So while the
+    /// workers are pinned and the driver is not, `run_frame` looks which CPU it runs on (at
+    /// each frame after a gap between frames, every 16th frame back to back, and after the
+    /// driver slept in a frame; a few nanoseconds) and, if a worker is pinned there, moves the
+    /// thread to a CPU of its own affinity where none is (by narrowing its affinity for a
+    /// moment, then setting it back exactly as it was). Linux only.
     pub fn pin_threads(mut self, pin: bool) -> Self {
         self.pin_threads = Some(pin);
         self
@@ -319,7 +330,8 @@ impl SchedulerBuilder {
     /// Whether pinning includes the thread that calls `run_frame` (to core 0, the first time
     /// it runs a frame; the pinning stays on that thread afterwards, and threads it starts
     /// inherit it: use it for an engine's dedicated render thread). Then no background worker
-    /// ever waits for the driver's core. Default `false`. Takes effect when the workers are
+    /// ever waits for the driver's core, even between two of the driver's looks at where it
+    /// runs (see [`pin_threads`](Self::pin_threads)). Default `false`. Takes effect when the workers are
     /// pinned; `pin_driver(true)` with `pin_threads(false)` is an `Err`.
     pub fn pin_driver(mut self, pin: bool) -> Self {
         self.pin_driver = Some(pin);
@@ -659,6 +671,14 @@ impl SchedulerBuilder {
             driver_core: (self.pin_driver == Some(true))
                 .then(|| cores.first().copied())
                 .flatten(),
+            // The workers take `cores[1..workers]` (below).
+            placement: if self.pin_driver == Some(true) {
+                None
+            } else {
+                crate::placement::DriverPlacement::new(
+                    cores.iter().take(workers).skip(1).map(|c| c.id),
+                )
+            },
             _pin_claim: pin_claim,
             pinned_driver: None,
             stats: collector.empty_stats(),
@@ -915,6 +935,14 @@ impl Scheduler {
         self.next_index += 1;
         self.pacing
             .frame_started(&shared.pace, self.rate.ns(start_units));
+        if let Some(placement) = &self.placement {
+            // After a gap (the thread slept, and may have woken anywhere) at every frame;
+            // back to back now and then: the system may have left the thread on a worker's
+            // core all along (a few nanoseconds a look).
+            if !self.pacing.back_to_back() || index % 16 == 0 {
+                placement.check();
+            }
+        }
         // Workers read the frame's number when they find its jobs; its start is the zero of
         // their activity figures.
         shared.clock.frame_begin(index);
@@ -959,7 +987,13 @@ impl Scheduler {
             // Nothing in `drive` or `end_frame` unwinds (user code there is caught); if it did,
             // jobs could outlive the borrows they hold, so abort instead.
             let guard = AbortOnUnwind("run_frame's driving loop");
-            drive(shared, start_units, &mut root, &mut output);
+            drive(
+                shared,
+                start_units,
+                self.placement.as_ref(),
+                &mut root,
+                &mut output,
+            );
             core::mem::forget(guard);
             output
         };
@@ -1044,6 +1078,7 @@ impl Scheduler {
 fn drive<Fut: Future>(
     shared: &Shared,
     start: u64,
+    placement: Option<&crate::placement::DriverPlacement>,
     root: &mut Option<Fut>,
     output: &mut Option<Fut::Output>,
 ) {
@@ -1130,6 +1165,11 @@ fn drive<Fut: Future>(
         if parked {
             // SAFETY: this thread is worker 0: its own counter.
             unsafe { Counts::bump(&counts.parks) };
+            // A worker woke this thread, and the system may have put it on that worker's
+            // core (the waker's core, for a thread it thinks will share data with it).
+            if let Some(placement) = placement {
+                placement.check();
+            }
         }
         if shared.tracer.is_on() {
             // SAFETY: as above.

@@ -380,6 +380,12 @@ impl Pacing {
         self.start = now;
     }
 
+    /// Whether the last gap between frames was under [`BACK_TO_BACK`] (as of the last
+    /// `frame_started`).
+    pub(crate) fn back_to_back(&self) -> bool {
+        self.back_to_back
+    }
+
     /// A frame ended at `now`: predict the next start, and open a window around it if the
     /// rhythm is steady. Returns whether a window is open or ahead (idle workers parked
     /// without a deadline should be woken to park again with one).
