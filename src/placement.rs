@@ -1,8 +1,9 @@
 //! Keeping the driving thread off the cores the background workers are pinned to, without
 //! pinning it.
 //!
-//! With the workers pinned to cores `1..workers` (the default where it is safe), the thread
-//! that calls `run_frame` is the caller's and floats. Measured on a 2-core VM
+//! With the background workers pinned to cores of their own (the default where it is safe;
+//! they take the first cores, leaving the last to the driver), the thread that calls
+//! `run_frame` is the caller's and floats. Measured on a 2-core VM
 //! (`compare/examples/idle.rs --pin default`, BENCHMARKS.md section 6): in about half the
 //! processes the system kept that thread on the core of the pinned worker, and the frames ran
 //! at one core's speed (8 jobs of 250 µs after 16 ms of sleep: 2.1× the ideal time instead of

@@ -297,8 +297,13 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Pins background worker `i` to core `i` (core 0 is left for the thread that calls
-    /// `run_frame`, which is pinned there only with [`pin_driver(true)`](Self::pin_driver)).
+    /// Pins background worker `i` (`1..workers`) to the `i`-th core this process may run on
+    /// (counting from 1): the workers take the first cores, and the last core is left for
+    /// the thread that calls `run_frame`, which is pinned there only with
+    /// [`pin_driver(true)`](Self::pin_driver). The driver gets the last core rather than core
+    /// 0 because core 0 takes most interrupts on a default Linux: on our 2-core VM a loop on
+    /// one thread ran 12-15% slower on CPU 0 than on CPU 1 (`taskset`), and every frame's
+    /// critical path runs on the driver.
     /// `true` needs one core per worker (else `build` is an `Err`); `false` leaves every
     /// thread where the system puts it.
     ///
@@ -327,7 +332,8 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Whether pinning includes the thread that calls `run_frame` (to core 0, the first time
+    /// Whether pinning includes the thread that calls `run_frame` (to the last core of the
+    /// process, which no worker takes; the first time
     /// it runs a frame; the pinning stays on that thread afterwards, and threads it starts
     /// inherit it: use it for an engine's dedicated render thread). Then no background worker
     /// ever waits for the driver's core, even between two of the driver's looks at where it
@@ -668,16 +674,14 @@ impl SchedulerBuilder {
             shared,
             threads: Vec::new(),
             next_index: 0,
+            // The background workers take `cores[..workers - 1]` (below), the driver the last.
             driver_core: (self.pin_driver == Some(true))
-                .then(|| cores.first().copied())
+                .then(|| cores.last().copied())
                 .flatten(),
-            // The workers take `cores[1..workers]` (below).
             placement: if self.pin_driver == Some(true) {
                 None
             } else {
-                crate::placement::DriverPlacement::new(
-                    cores.iter().take(workers).skip(1).map(|c| c.id),
-                )
+                crate::placement::DriverPlacement::new(cores.iter().take(workers - 1).map(|c| c.id))
             },
             _pin_claim: pin_claim,
             pinned_driver: None,
@@ -697,7 +701,7 @@ impl SchedulerBuilder {
         for index in 1..workers {
             let shared = Arc::clone(&scheduler.shared);
             let started = Arc::clone(&started);
-            let core = cores.get(index).copied();
+            let core = cores.get(index - 1).copied();
             let (on_start, on_stop) = (self.on_worker_start.clone(), self.on_worker_stop.clone());
             let mut thread = std::thread::Builder::new().name(format!("frame-worker-{index}"));
             if let Some(bytes) = self.stack_size {
