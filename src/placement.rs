@@ -18,7 +18,10 @@
 //! straight away, exactly as it was. The thread ends up where no worker is pinned and keeps
 //! the affinity its owner gave it. If its affinity allows only workers' CPUs, it stays put.
 //!
-//! Linux only (`sched_getcpu`, `sched_setaffinity`); elsewhere `check` does nothing.
+//! Linux only (`sched_getcpu`, `sched_setaffinity`); elsewhere `check` does nothing. One race
+//! is left: another thread that sets this thread's affinity between the read and the
+//! restore of a move has its setting overwritten by the restore (the moves are rare, and
+//! `pin_driver(true)` or `pin_threads(false)` avoid them).
 
 /// The CPUs background workers are pinned to.
 ///
