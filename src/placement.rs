@@ -75,7 +75,7 @@ const MAX_CPUS: usize = 1024;
 
 /// The CPU the calling thread runs on, if the system says.
 #[inline]
-pub(crate) fn current_cpu() -> Option<usize> {
+fn current_cpu() -> Option<usize> {
     imp::current_cpu()
 }
 
@@ -121,11 +121,9 @@ mod imp {
         // Narrowing the affinity migrates the thread before the call returns; widening it
         // back to its own leaves it where it is now.
         let moved = set_affinity(&away);
-        if !set_affinity(&own) {
-            // Cannot happen (the set was the thread's own a moment ago); if it did, the thread
-            // keeps the narrower set, which still includes every CPU no worker is pinned to.
-            return moved;
-        }
+        // Cannot fail (the set was the thread's own a moment ago); if it did, the thread
+        // would keep the narrower set, which still holds every CPU no worker is pinned to.
+        set_affinity(&own);
         moved
     }
 }

@@ -11,15 +11,17 @@
 //! Run it twice, with two frame counts, and divide the difference in instructions (cachegrind's
 //! `I refs`) by the difference in frames and by the workload's units: that cancels start-up and
 //! the warm-up frames. `compare/scripts/instructions.sh [binary]` does so for every workload
-//! (BENCHMARKS.md, section 6, compares two commits with it). `--workers 1` (the default) keeps the count deterministic up to the
-//! scheduler's clock reads; with more workers valgrind's serialised threads make spinning
-//! counts vary. `list` prints the workload names. `--time` times each frame (two clock reads,
-//! so not for counting) and prints the median, frames back to back; `--batch B` times B frames
-//! at a time, as `versus` does for short frames (one frame per sample hides a gap of tens of
-//! nanoseconds in the clock reads); `--settle K` pauses 10 ms and runs two frames untimed
-//! before every K samples, as `versus` does before each turn; `--unpinned` builds the
-//! scheduler with `pin_threads(false)`: a quick look in many
-//! short alternated runs, not a benchmark (`versus` and criterion are those).
+//! (BENCHMARKS.md, section 6, compares two commits with it). `--workers 1` (the default)
+//! keeps the count deterministic up to the scheduler's clock reads; with more workers
+//! valgrind's serialised threads make spinning counts vary. `list` prints the workload names.
+//!
+//! `--time` times each frame (two clock reads, so not for counting) and prints the median,
+//! frames back to back; `--batch B` times B frames at a time, as `versus` does for short
+//! frames (one frame per sample hides a gap of tens of nanoseconds in the clock reads);
+//! `--settle K` pauses 10 ms and runs two frames untimed before every K samples, as `versus`
+//! does before each turn; `--unpinned` builds the scheduler with `pin_threads(false)`. A
+//! quick look in many short alternated runs, not a benchmark (`versus` and criterion are
+//! those).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -39,7 +41,8 @@ fn main() {
     }
     let (Some(name), Some(frames)) = (args.first(), args.get(1)) else {
         eprintln!(
-            "usage: instructions <workload name | list> <frames> [--workers N] [--time [--batch B]]"
+            "usage: instructions <workload name | list> <frames> [--workers N] [--unpinned] \
+             [--time [--batch B] [--settle K]]"
         );
         std::process::exit(2);
     };
@@ -48,26 +51,20 @@ fn main() {
         std::process::exit(2);
     };
     let frames: usize = frames.parse().expect("<frames> is a number");
-    let workers = args
-        .iter()
-        .position(|a| a == "--workers")
-        .and_then(|i| args.get(i + 1))
-        .map(|n| n.parse().expect("--workers takes a number"))
-        .unwrap_or(1);
+    // The number after `flag`, or `default` without the flag.
+    let number = |flag: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map_or(default, |n| {
+                n.parse()
+                    .unwrap_or_else(|_| panic!("{flag} takes a number, got {n:?}"))
+            })
+    };
+    let workers = number("--workers", 1);
     let time = args.iter().any(|a| a == "--time");
-    let batch: u32 = args
-        .iter()
-        .position(|a| a == "--batch")
-        .and_then(|i| args.get(i + 1))
-        .map(|n| n.parse().expect("--batch takes a number"))
-        .unwrap_or(1)
-        .max(1);
-    let settle: usize = args
-        .iter()
-        .position(|a| a == "--settle")
-        .and_then(|i| args.get(i + 1))
-        .map(|n| n.parse().expect("--settle takes a number"))
-        .unwrap_or(0);
+    let batch = u32::try_from(number("--batch", 1).max(1)).expect("--batch fits in a u32");
+    let settle = number("--settle", 0);
     let mut builder = Scheduler::builder().workers(workers);
     if args.iter().any(|a| a == "--unpinned") {
         builder = builder.pin_threads(false);
